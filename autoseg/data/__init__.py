@@ -1,0 +1,1 @@
+"""Data layer: records, geometry, raw dataset layout, readers/writers, converters, checks."""
