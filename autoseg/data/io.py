@@ -57,8 +57,8 @@ def _squeeze_to_3d(array: np.ndarray, path: Path) -> np.ndarray:
 
 
 def _nifti_meta(image: nib.Nifti1Image, shape_zyx: tuple[int, ...]) -> ImageMeta:
-    sform, sform_code = image.get_sform(coded=True)
-    qform, qform_code = image.get_qform(coded=True)
+    _, sform_code = image.get_sform(coded=True)
+    _, qform_code = image.get_qform(coded=True)
     affine = np.asarray(image.affine)
     qform_matrix = image.get_qform()
     keep_qform = not np.allclose(qform_matrix, affine, rtol=0, atol=0)
@@ -108,7 +108,10 @@ def _read_sitk(path: Path, with_data: bool) -> tuple[np.ndarray | None, ImageMet
     except RuntimeError as error:
         first_line = str(error).strip().splitlines()[-1] if str(error).strip() else "read error"
         raise InvalidInputError(f"{path}: unreadable image ({first_line})") from error
-    if image.GetNumberOfComponentsPerPixel() != 1:
+    components = (
+        image.GetNumberOfComponentsPerPixel() if with_data else image.GetNumberOfComponents()
+    )
+    if components != 1:
         raise InvalidInputError(f"{path}: vector images are not supported; one file per channel")
     size_xyz = list(image.GetSize()) + [1] * (3 - image.GetDimension())
     shape_zyx = tuple(int(v) for v in size_xyz[:3][::-1])

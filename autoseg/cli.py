@@ -1,0 +1,120 @@
+"""Command-line entry points: each parses its flags and calls one library function.
+
+This is the only module that reads environment variables: it turns ``AUTOSEG_HOME``,
+``AUTOSEG_RAW``, ``AUTOSEG_PREPROCESSED`` and ``AUTOSEG_RESULTS`` (or the matching flags)
+into a :class:`~autoseg.data.workspace.Workspace`. Exit status: 0 success, 2 bad usage or
+invalid input (reasons on stderr), 1 internal failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+from autoseg.data.errors import InvalidInputError
+from autoseg.data.workspace import DEFAULT_HOME, Workspace
+
+EXIT_OK, EXIT_FAILURE, EXIT_INVALID = 0, 1, 2
+
+
+def workspace_from(args: argparse.Namespace, environ: Mapping[str, str]) -> Workspace:
+    """Flags win over environment variables, which win over ``$AUTOSEG_HOME/<root>``."""
+    home = args.home or environ.get("AUTOSEG_HOME") or DEFAULT_HOME
+    return Workspace.under(home).replace(
+        raw=args.raw or environ.get("AUTOSEG_RAW"),
+        preprocessed=args.preprocessed or environ.get("AUTOSEG_PREPROCESSED"),
+        results=args.results or environ.get("AUTOSEG_RESULTS"),
+    )
+
+
+def add_workspace_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("workspace (default: $AUTOSEG_HOME or ./autoseg_data)")
+    group.add_argument("--home", help="root holding raw/, preprocessed/, results/")
+    group.add_argument("--raw", help="raw datasets root (or $AUTOSEG_RAW)")
+    group.add_argument("--preprocessed", help="plans and caches root (or $AUTOSEG_PREPROCESSED)")
+    group.add_argument("--results", help="training results root (or $AUTOSEG_RESULTS)")
+
+
+def default_processes() -> int:
+    """Two workers per core at most, never more than the machine's cores."""
+    return max(1, min(os.cpu_count() or 1, 4))
+
+
+def run(command: Callable[[argparse.Namespace], int | None], args: argparse.Namespace) -> int:
+    """Run a command, mapping errors to exit codes with readable messages on stderr."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        return command(args) or EXIT_OK
+    except InvalidInputError as error:
+        for problem in error.problems:
+            print(f"error: {problem}", file=sys.stderr)
+        return EXIT_INVALID
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception:
+        traceback.print_exc()
+        return EXIT_FAILURE
+
+
+def _parse_and_run(
+    parser: argparse.ArgumentParser,
+    command: Callable[[argparse.Namespace], int | None],
+    argv: Sequence[str] | None,
+) -> int:
+    args = parser.parse_args(argv)
+    if hasattr(args, "home"):
+        args.workspace = workspace_from(args, os.environ)
+    return run(command, args)
+
+
+# --- autoseg_synth -----------------------------------------------------------------------
+
+
+def synth_parser() -> argparse.ArgumentParser:
+    from autoseg.data.synthetic import SYNTHETIC_KINDS
+
+    parser = argparse.ArgumentParser(
+        prog="autoseg_synth",
+        description="Write synthetic stroke data in the layout of a real source (no downloads).",
+    )
+    parser.add_argument("kind", choices=SYNTHETIC_KINDS, help="kind of data to make")
+    parser.add_argument("dest", type=Path, help="folder to write (created)")
+    parser.add_argument("--cases", type=int, default=20, help="training cases (default 20)")
+    parser.add_argument("--test-cases", type=int, default=0, help="unlabelled test cases")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument(
+        "--size",
+        default="small",
+        choices=("tiny", "small", "full"),
+        help="full: 1 mm (ATLAS 197x233x189); small: 2 mm, same field of view; tiny: tests",
+    )
+    parser.add_argument(
+        "--layout", default="bids", choices=("bids", "flat"), help="atlas only: tree layout"
+    )
+    return parser
+
+
+def _synth(args: argparse.Namespace) -> int:
+    from autoseg.data.synthetic import synthesize
+
+    written = synthesize(
+        args.kind,
+        args.dest,
+        cases=args.cases,
+        seed=args.seed,
+        size=args.size,
+        layout=args.layout,
+        test_cases=args.test_cases,
+    )
+    print(f"wrote {len(written)} files under {args.dest}")
+    return EXIT_OK
+
+
+def synth_main(argv: Sequence[str] | None = None) -> int:
+    return _parse_and_run(synth_parser(), _synth, argv)
