@@ -1,0 +1,1 @@
+"""Training: splits, patch sampling, augmentation, losses, schedules, the Trainer loop."""
