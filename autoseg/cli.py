@@ -118,3 +118,59 @@ def _synth(args: argparse.Namespace) -> int:
 
 def synth_main(argv: Sequence[str] | None = None) -> int:
     return _parse_and_run(synth_parser(), _synth, argv)
+
+
+# --- autoseg_evaluate --------------------------------------------------------------------
+
+
+def evaluate_parser() -> argparse.ArgumentParser:
+    from autoseg.evaluation import CONVENTIONS
+
+    parser = argparse.ArgumentParser(
+        prog="autoseg_evaluate",
+        description="Score a folder of predicted label maps against a folder of references: "
+        "Dice, IoU, precision, sensitivity, specificity, HD95, ASSD, volume difference, "
+        "lesion-wise F1 and lesion count difference, per case (CSV) and summarised (JSON).",
+    )
+    parser.add_argument("-r", "--reference", type=Path, required=True, help="reference labels")
+    parser.add_argument("-p", "--prediction", type=Path, required=True, help="predicted labels")
+    parser.add_argument("-o", "--output", type=Path, required=True, help="summary JSON to write")
+    parser.add_argument(
+        "--convention",
+        choices=sorted(CONVENTIONS),
+        default="isles22",
+        help="lesion rules: isles22 (26-connectivity, volume in ml) or atlas (6, voxels)",
+    )
+    parser.add_argument("--labels", type=int, nargs="+", help="labels to score (default: all)")
+    parser.add_argument("-np", "--num-processes", type=int, help="worker processes")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    return parser
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from autoseg.evaluation import evaluate_folders
+
+    summary = evaluate_folders(
+        args.reference,
+        args.prediction,
+        args.output,
+        labels=args.labels,
+        convention=args.convention,
+        num_processes=args.num_processes,
+        overwrite=args.overwrite,
+    )
+    mean = summary["mean"]
+    headline = ", ".join(
+        f"{name} {_number(mean.get(key))}"
+        for name, key in (("Dice", "dice"), ("HD95 mm", "hd95_mm"), ("lesion F1", "lesion_f1"))
+    )
+    print(f"{summary['num_cases']} cases: {headline} -> {args.output}")
+    return EXIT_OK
+
+
+def _number(value: float | None) -> str:
+    return "n/a" if value is None or value != value else f"{value:.4f}"
+
+
+def evaluate_main(argv: Sequence[str] | None = None) -> int:
+    return _parse_and_run(evaluate_parser(), _evaluate, argv)
