@@ -174,3 +174,36 @@ def _number(value: float | None) -> str:
 
 def evaluate_main(argv: Sequence[str] | None = None) -> int:
     return _parse_and_run(evaluate_parser(), _evaluate, argv)
+
+
+# --- autoseg_verify ----------------------------------------------------------------------
+
+
+def verify_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="autoseg_verify",
+        description="Check a raw dataset strictly and list every problem at once, one line "
+        "each naming the file. Writes nothing. Exit 0 when valid, 2 when not.",
+    )
+    parser.add_argument("-d", "--dataset", required=True, help="dataset name (or nnU-Net id)")
+    parser.add_argument(
+        "-np", "--num-processes", type=int, help="worker processes (default: cores and RAM)"
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_workspace_flags(parser)
+    return parser
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from autoseg.data.layout import resolve_dataset_dir
+    from autoseg.data.verify import format_report, verify_dataset
+
+    root = resolve_dataset_dir(args.workspace.raw, args.dataset)
+    report = verify_dataset(root, num_processes=args.num_processes, progress=not args.no_progress)
+    # The reasons for a failure belong on stderr (exit 2), a clean report on stdout.
+    print(format_report(report), file=sys.stdout if report.ok else sys.stderr)
+    return EXIT_OK if report.ok else EXIT_INVALID
+
+
+def verify_main(argv: Sequence[str] | None = None) -> int:
+    return _parse_and_run(verify_parser(), _verify, argv)
