@@ -95,7 +95,15 @@ def synth_parser() -> argparse.ArgumentParser:
         help="full: 1 mm (ATLAS 197x233x189); small: 2 mm, same field of view; tiny: tests",
     )
     parser.add_argument(
-        "--layout", default="bids", choices=("bids", "flat"), help="atlas only: tree layout"
+        "--layout",
+        choices=("bids", "flat", "png", "npy", "mixed", "nifti"),
+        help="atlas: bids (default) or flat; dwi: npy (default), mixed or nifti; ct-png: png",
+    )
+    parser.add_argument(
+        "--spacing", type=float, nargs=3, metavar=("Z", "Y", "X"), help="voxel size in mm"
+    )
+    parser.add_argument(
+        "--mask-scale", type=int, default=1, help="foreground value of masks (e.g. 255)"
     )
     return parser
 
@@ -111,6 +119,8 @@ def _synth(args: argparse.Namespace) -> int:
         size=args.size,
         layout=args.layout,
         test_cases=args.test_cases,
+        spacing_mm=tuple(args.spacing) if args.spacing else None,
+        mask_scale=args.mask_scale,
     )
     print(f"wrote {len(written)} files under {args.dest}")
     return EXIT_OK
