@@ -1,0 +1,113 @@
+"""Crop to the nonzero (body / brain) region and undo it.
+
+Skull-stripped MRI and CT with air set to 0 carry large empty margins; cropping them away
+makes every later step (resampling, training patches) cheaper without losing anything.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import cc3d
+import numpy as np
+
+
+@dataclass(frozen=True)
+class CropBox:
+    """A box inside a ``(Z, Y, X)`` grid: ``start`` inclusive, ``stop`` exclusive, per axis."""
+
+    start: tuple[int, int, int]
+    stop: tuple[int, int, int]
+    original_shape: tuple[int, int, int]
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(b - a for a, b in zip(self.start, self.stop, strict=True))
+
+    @property
+    def slices(self) -> tuple[slice, slice, slice]:
+        return tuple(slice(a, b) for a, b in zip(self.start, self.stop, strict=True))
+
+    @classmethod
+    def full(cls, shape: tuple[int, ...]) -> CropBox:
+        """The box that covers the whole grid (cropping disabled or nothing to crop)."""
+        shape = tuple(int(v) for v in shape)
+        return cls(start=(0, 0, 0), stop=shape, original_shape=shape)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "start": list(self.start),
+            "stop": list(self.stop),
+            "original_shape": list(self.original_shape),
+        }
+
+    @classmethod
+    def from_json(cls, payload: dict[str, Any]) -> CropBox:
+        return cls(
+            start=tuple(int(v) for v in payload["start"]),
+            stop=tuple(int(v) for v in payload["stop"]),
+            original_shape=tuple(int(v) for v in payload["original_shape"]),
+        )
+
+
+def fill_holes(mask: np.ndarray) -> np.ndarray:
+    """Fill the enclosed holes of a 3D mask (dark brain interior, ventricles, lesions).
+
+    Labels the background's 6-connected components and keeps only those touching the border:
+    same result as ``scipy.ndimage.binary_fill_holes`` but one labelling pass (cc3d) instead
+    of an iterated dilation, which is many times faster on a 1 mm head.
+    """
+    background, count = cc3d.connected_components(~mask, connectivity=6, return_N=True)
+    if count == 0:
+        return mask.copy()
+    faces = [background[0], background[-1], background[:, 0], background[:, -1]]
+    faces += [background[:, :, 0], background[:, :, -1]]
+    outside = np.zeros(count + 1, dtype=bool)
+    for face in faces:
+        outside[np.unique(face)] = True
+    outside[0] = False
+    return ~outside[background]
+
+
+def nonzero_mask(data: np.ndarray) -> np.ndarray:
+    """Hole-filled union over channels of ``data != 0``.
+
+    Args:
+        data: image ``(C, Z, Y, X)``.
+
+    Returns:
+        Boolean mask ``(Z, Y, X)``.
+    """
+    mask = np.any(data != 0, axis=0)
+    return fill_holes(mask)
+
+
+def bounding_box(mask: np.ndarray) -> CropBox:
+    """The tightest box holding every True voxel of ``mask`` (the whole grid if none)."""
+    if not mask.any():
+        return CropBox.full(mask.shape)
+    start, stop = [], []
+    for axis in range(3):
+        other = tuple(a for a in range(3) if a != axis)
+        hits = np.flatnonzero(np.any(mask, axis=other))
+        start.append(int(hits[0]))
+        stop.append(int(hits[-1]) + 1)
+    return CropBox(tuple(start), tuple(stop), tuple(int(v) for v in mask.shape))
+
+
+def crop(array: np.ndarray, box: CropBox) -> np.ndarray:
+    """Cut ``box`` out of the last three axes of ``array`` (a view, no copy)."""
+    return array[(..., *box.slices)]
+
+
+def uncrop(array: np.ndarray, box: CropBox, fill_value: float = 0) -> np.ndarray:
+    """Put a cropped ``array (..., z, y, x)`` back into the original grid, ``fill_value`` around.
+
+    Inverse of :func:`crop`: ``crop(uncrop(a, box), box) == a``.
+    """
+    if tuple(array.shape[-3:]) != box.shape:
+        raise ValueError(f"array shape {array.shape[-3:]} does not match crop box {box.shape}")
+    out = np.full((*array.shape[:-3], *box.original_shape), fill_value, dtype=array.dtype)
+    out[(..., *box.slices)] = array
+    return out

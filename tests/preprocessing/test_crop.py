@@ -1,0 +1,49 @@
+"""Cropping to the nonzero region and its exact inverse."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+from autoseg.preprocessing.crop import CropBox, bounding_box, crop, fill_holes, nonzero_mask, uncrop
+
+
+def hollow_ball(shape: tuple[int, int, int] = (12, 14, 16)) -> np.ndarray:
+    zz, yy, xx = np.meshgrid(*[np.arange(n) - (n - 1) / 2 for n in shape], indexing="ij")
+    radius = np.sqrt(zz**2 + yy**2 + xx**2)
+    return (radius < 5) & (radius > 2.5)
+
+
+def test_fill_holes_matches_scipy_and_fills_the_dark_interior() -> None:
+    shell = hollow_ball()
+    shell[0, 0, 0] = True  # a border-touching speck must not change the background
+    filled = fill_holes(shell)
+    np.testing.assert_array_equal(filled, ndimage.binary_fill_holes(shell))
+    assert filled[6, 7, 8] and not shell[6, 7, 8]
+
+
+def test_nonzero_mask_is_the_union_over_channels() -> None:
+    data = np.zeros((2, 6, 6, 6), np.float32)
+    data[0, 1, 1, 1] = 5.0
+    data[1, 4, 4, 4] = -3.0  # negative intensities count as nonzero
+    mask = nonzero_mask(data)
+    assert mask[1, 1, 1] and mask[4, 4, 4] and mask.sum() == 2
+
+
+def test_bounding_box_is_tight_and_crop_uncrop_round_trips() -> None:
+    mask = np.zeros((10, 12, 14), bool)
+    mask[2:5, 3:9, 7:8] = True
+    box = bounding_box(mask)
+    assert box.start == (2, 3, 7) and box.stop == (5, 9, 8) and box.shape == (3, 6, 1)
+    data = np.arange(2 * 10 * 12 * 14, dtype=np.float32).reshape(2, 10, 12, 14)
+    restored = uncrop(crop(data, box), box, fill_value=-7.0)
+    inside = np.zeros(data.shape, bool)
+    inside[(..., *box.slices)] = True
+    np.testing.assert_array_equal(restored[inside], data[inside])
+    assert np.all(restored[~inside] == -7.0)
+    assert CropBox.from_json(box.to_json()) == box
+
+
+def test_empty_mask_keeps_the_whole_grid() -> None:
+    box = bounding_box(np.zeros((3, 4, 5), bool))
+    assert box == CropBox.full((3, 4, 5)) and box.shape == (3, 4, 5)
