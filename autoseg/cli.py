@@ -130,6 +130,59 @@ def synth_main(argv: Sequence[str] | None = None) -> int:
     return _parse_and_run(synth_parser(), _synth, argv)
 
 
+# --- autoseg_convert ---------------------------------------------------------------------
+
+
+def convert_parser() -> argparse.ArgumentParser:
+    from autoseg.data.convert import DEFAULT_SPACING_MM, list_kinds
+
+    parser = argparse.ArgumentParser(
+        prog="autoseg_convert",
+        description="Convert a stroke dataset as users keep it into the raw layout "
+        "(nnU-Net v2's) under raw/NAME. Per case, atomic and resumable.",
+    )
+    parser.add_argument("kind", choices=list_kinds(), help="the source's layout")
+    parser.add_argument("src", type=Path, help="the source folder")
+    parser.add_argument("-d", "--dataset", required=True, help="name of the raw dataset")
+    parser.add_argument(
+        "--spacing",
+        type=float,
+        nargs=3,
+        metavar=("Z", "Y", "X"),
+        help=f"voxel size in mm for png-slices (default {list(DEFAULT_SPACING_MM)}) and npy "
+        "arrays without a JSON sidecar",
+    )
+    parser.add_argument("--copy", action="store_true", help="nnunet: copy instead of link")
+    parser.add_argument(
+        "-np", "--num-processes", type=int, help="worker processes (default min(2, CPUs))"
+    )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="redo finished cases, remove stray files"
+    )
+    add_workspace_flags(parser)
+    return parser
+
+
+def _convert(args: argparse.Namespace) -> int:
+    from autoseg.data.convert import convert
+
+    summary = convert(
+        args.kind,
+        args.src,
+        args.workspace.raw / args.dataset,
+        spacing_mm=tuple(args.spacing) if args.spacing else None,
+        copy=args.copy,
+        num_processes=args.num_processes,
+        overwrite=args.overwrite,
+    )
+    print("\n".join(summary.lines()))
+    return EXIT_OK
+
+
+def convert_main(argv: Sequence[str] | None = None) -> int:
+    return _parse_and_run(convert_parser(), _convert, argv)
+
+
 # --- autoseg_evaluate --------------------------------------------------------------------
 
 
