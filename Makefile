@@ -24,12 +24,12 @@ test: $(STAMP)
 	$(PY) -m pytest -q
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check autoseg tests benchmarks
-	$(VENV)/bin/ruff format --check autoseg tests benchmarks
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 format: $(STAMP)
-	$(VENV)/bin/ruff format autoseg tests benchmarks
-	$(VENV)/bin/ruff check --fix autoseg tests benchmarks
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
 
 clean:
 	rm -rf $(VENV) autoseg_data
