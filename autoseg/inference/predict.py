@@ -1,0 +1,107 @@
+"""One preprocessed case through every network: sliding window, TTA, fold ensembling.
+
+Within one network, windows and mirrors are averaged as logits; across networks (folds, or
+configurations at the same spacing) the softmax probabilities are averaged, because two
+models' logits need not share a scale while their probabilities do. Saved probability maps
+are ensembled the same way (:mod:`autoseg.inference.ensemble`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from autoseg.inference.settings import InferenceSettings
+from autoseg.inference.sliding_window import NetworkFn, sliding_window_inference
+from autoseg.inference.tta import Axes, mirror_combinations, mirrored
+
+
+def mirror_set(settings: InferenceSettings) -> list[Axes]:
+    """The axis combinations TTA runs (only the identity when TTA is off)."""
+    if not settings.tta or not settings.mirror_axes:
+        return [()]
+    if settings.mirror_subset is not None:
+        return [tuple(c) for c in settings.mirror_subset]
+    return mirror_combinations(settings.mirror_axes)
+
+
+def _autocast(network_fn: NetworkFn, device: torch.device) -> NetworkFn:
+    """Run the network under float16 autocast on CUDA (tensor cores, half the memory)."""
+
+    def predict(inputs: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(device_type="cuda", dtype=torch.float16):
+            return network_fn(inputs)
+
+    return predict
+
+
+def network_function(network: Callable, settings: InferenceSettings) -> NetworkFn:
+    """The network wrapped for inference: mirroring TTA, and autocast when asked."""
+    combinations = mirror_set(settings)
+    device = torch.device(settings.device)
+    fn = network if combinations == [()] else mirrored(network, combinations)
+    return _autocast(fn, device) if settings.amp and device.type == "cuda" else fn
+
+
+def predict_logits(
+    network: Callable, image: torch.Tensor, settings: InferenceSettings
+) -> torch.Tensor:
+    """Sliding-window logits ``(K, *spatial)`` of one network, TTA included."""
+    return sliding_window_inference(
+        network_function(network, settings),
+        image,
+        settings.patch_size if settings.dim == 3 else settings.patch_size[-2:],
+        settings.num_classes,
+        step=settings.step,
+        batch_size=settings.batch_size,
+        gaussian=settings.gaussian,
+        sigma_scale=settings.sigma_scale,
+        device=settings.device,
+        progress=settings.progress,
+        slices=settings.slices,
+        slice_padding=settings.slice_padding,
+    )
+
+
+def predict_case(
+    networks: Sequence[Callable], image: np.ndarray | torch.Tensor, settings: InferenceSettings
+) -> np.ndarray:
+    """Class probabilities of one preprocessed case, averaged over networks and mirrors.
+
+    Args:
+        networks: one callable per fold (``nn.Module`` in eval mode, on ``settings.device``),
+            each mapping ``(B, C_in, *patch) -> (B, K, *patch)`` logits.
+        image: preprocessed ``(C, Z, Y, X)`` (float32 or float16).
+        settings: window, TTA and device settings; ``settings.dim == 2`` runs 2D networks
+            slice by slice with ``settings.slices`` neighbours as channels.
+
+    Returns:
+        float32 probabilities ``(K, Z, Y, X)`` summing to 1 over K.
+    """
+    if not networks:
+        raise ValueError("predict_case needs at least one network")
+    image = torch.as_tensor(image)
+    with torch.inference_mode(), _eval_mode(networks):
+        total: torch.Tensor | None = None
+        for network in networks:
+            probabilities = torch.softmax(predict_logits(network, image, settings), dim=0)
+            total = probabilities if total is None else total.add_(probabilities)
+        total /= len(networks)
+        return total.cpu().numpy()
+
+
+@contextlib.contextmanager
+def _eval_mode(networks: Sequence[Callable]) -> Iterator[None]:
+    """Put modules in eval mode for the prediction (deep supervision off, BN frozen)."""
+    modules = [n for n in networks if isinstance(n, torch.nn.Module)]
+    modes = [m.training for m in modules]
+    for module in modules:
+        module.eval()
+    try:
+        yield
+    finally:
+        for module, mode in zip(modules, modes, strict=True):
+            module.train(mode)

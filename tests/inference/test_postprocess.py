@@ -1,0 +1,49 @@
+"""Postprocessing: probability threshold and removal of small components."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from autoseg.inference.postprocess import postprocess, threshold_labels
+
+
+def test_small_components_are_removed_with_26_connectivity() -> None:
+    labels = np.zeros((6, 6, 6), np.uint8)
+    labels[0, 0, 0] = labels[1, 1, 1] = 1  # two voxels touching at a corner: one component
+    labels[4:6, 4:6, 4:6] = 1  # 8 voxels
+    labels[0, 5, 5] = 1  # a lone voxel
+    result = postprocess(labels, {"min_component_voxels": 2})
+    expected = labels.copy()
+    expected[0, 5, 5] = 0
+    np.testing.assert_array_equal(result, expected)
+    assert postprocess(labels, {"min_component_voxels": 9}).sum() == 0
+
+
+def test_components_are_judged_per_class() -> None:
+    labels = np.zeros((3, 3, 6), np.uint8)
+    labels[1, 1, 0:3] = 1
+    labels[1, 1, 3] = 2  # touches class 1 but is its own single-voxel component
+    result = postprocess(labels, {"min_component_voxels": 2})
+    assert result[1, 1, 3] == 0 and result[1, 1, 0:3].tolist() == [1, 1, 1]
+
+
+def test_threshold_uses_the_foreground_probability() -> None:
+    lesion = np.array([0.1, 0.3, 0.5, 0.9], np.float32).reshape(1, 1, 4)
+    probabilities = np.stack([1 - lesion, lesion])
+    labels = np.argmax(probabilities, 0).astype(np.uint8)
+    result = postprocess(labels, {"threshold": 0.25}, probabilities)
+    assert result.ravel().tolist() == [0, 1, 1, 1]
+    assert postprocess(labels, {}).ravel().tolist() == [0, 0, 0, 1]
+
+
+def test_threshold_with_several_classes_picks_the_likeliest_foreground() -> None:
+    probabilities = np.array([[0.6, 0.9], [0.15, 0.05], [0.25, 0.05]], np.float32)[..., None]
+    assert threshold_labels(probabilities, 0.3).ravel().tolist() == [2, 0]
+
+
+def test_bad_specs_fail_with_the_known_keys() -> None:
+    with pytest.raises(ValueError, match="min_component_voxels"):
+        postprocess(np.zeros((2, 2, 2), np.uint8), {"min_size": 3})
+    with pytest.raises(ValueError, match="needs the probabilities"):
+        postprocess(np.zeros((2, 2, 2), np.uint8), {"threshold": 0.5})
