@@ -28,7 +28,7 @@ class InferenceSettings:
         batch_size: windows per forward pass; None sizes it automatically.
         device: torch device string (``cpu``, ``cuda``, ``cuda:1``, ``mps``).
         amp: autocast to float16 on CUDA (results change by rounding only).
-        slice_padding: ``replicate`` or ``zero``: the stack beyond the volume's ends.
+        slice_padding: ``zero`` (as the training loader pads) or ``replicate``.
         save_probabilities: also write ``<case>.npz`` probabilities and ``<case>.json``.
         probability_dtype: ``float16`` (half the disk) or ``float32`` in the npz.
         postprocessing: applied to the labels before writing, see
@@ -48,7 +48,7 @@ class InferenceSettings:
     batch_size: int | None = None
     device: str = "cpu"
     amp: bool = False
-    slice_padding: str = "replicate"
+    slice_padding: str = "zero"
     save_probabilities: bool = False
     probability_dtype: str = "float16"
     postprocessing: dict[str, Any] = field(default_factory=dict)

@@ -5,9 +5,10 @@ z + k//2`` of every image channel, given as channels in slice-major order
 (``[slice0: c0..cC-1, slice1: c0..cC-1, ...]``, as :mod:`autoseg.networks.lcnn` and
 :mod:`autoseg.networks.unet25d` document).
 
-Edge convention (training must stack the same way): beyond the first and last slice the
-edge slice is repeated (``replicate``), so a network never sees an artificial black slice
-next to the brain; ``zero`` is available for networks trained with zero padding.
+Edge convention: beyond the first and last slice the stack is zero (``zero``), exactly as
+the training loader pads (:mod:`autoseg.training.sampling`: 0 is the background value of
+normalised images), so a network sees at test time what it saw in training; ``replicate``
+(repeat the edge slice) is available for networks trained that way.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ def slice_stack(
     image: torch.Tensor,
     z: int,
     slices: int,
-    padding: str = "replicate",
+    padding: str = "zero",
     region: tuple[slice, slice] = (slice(None), slice(None)),
     out: torch.Tensor | None = None,
 ) -> torch.Tensor:
@@ -33,7 +34,7 @@ def slice_stack(
         image: ``(C, Z, Y, X)``.
         z: the slice to segment.
         slices: k, the number of adjacent slices (odd).
-        padding: ``replicate`` (repeat edge slices) or ``zero`` beyond the volume's ends.
+        padding: ``zero`` (default, as in training) or ``replicate`` (repeat edge slices).
         region: in-plane ``(y, x)`` slices of the window.
         out: optional contiguous ``(C * k, y, x)`` tensor to fill (any float dtype), so
             a caller can reuse one batch buffer instead of allocating per window.

@@ -123,7 +123,7 @@ def sliding_window_inference(
     device: torch.device | str | None = None,
     progress: bool = False,
     slices: int = 1,
-    slice_padding: str = "replicate",
+    slice_padding: str = "zero",
 ) -> torch.Tensor:
     """Gaussian-weighted average of a network's logits over overlapping windows.
 
@@ -142,7 +142,7 @@ def sliding_window_inference(
         device: where the network runs and the accumulator lives (default: the image's).
         progress: show a progress bar over windows.
         slices: k adjacent slices per 2D input (slice-wise mode only; odd).
-        slice_padding: ``replicate`` or ``zero`` beyond the volume's first/last slice.
+        slice_padding: ``zero`` (as training pads) or ``replicate`` beyond the end slices.
 
     Returns:
         Logits ``(K, *spatial)`` float32 on ``device`` (an inference-mode tensor: modify it

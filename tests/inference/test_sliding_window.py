@@ -83,10 +83,10 @@ def test_wrong_output_shape_is_reported() -> None:
         sliding_window_inference(lambda x: x, torch.zeros(1, 8, 8, 8), (4, 4, 4), 2)
 
 
-def manual_stack(volume: np.ndarray, z: int, k: int) -> np.ndarray:
-    """Slice-major stack built independently with numpy's edge padding."""
+def manual_stack(volume: np.ndarray, z: int, k: int, mode: str = "constant") -> np.ndarray:
+    """Slice-major stack built independently with numpy's padding (zero by default)."""
     half = k // 2
-    padded = np.pad(volume, ((0, 0), (half, half), (0, 0), (0, 0)), mode="edge")
+    padded = np.pad(volume, ((0, 0), (half, half), (0, 0), (0, 0)), mode=mode)
     stack = padded[:, z : z + k]  # (C, k, Y, X)
     return stack.transpose(1, 0, 2, 3).reshape(-1, *volume.shape[2:])
 
@@ -94,9 +94,10 @@ def manual_stack(volume: np.ndarray, z: int, k: int) -> np.ndarray:
 def test_slice_stack_is_slice_major_with_replicated_edges() -> None:
     volume = torch.arange(2 * 4 * 2 * 3, dtype=torch.float32).reshape(2, 4, 2, 3)
     for z in range(4):
-        expected = manual_stack(volume.numpy(), z, 3)
-        np.testing.assert_array_equal(slice_stack(volume, z, 3).numpy(), expected)
-    first = slice_stack(volume, 0, 3, padding="zero")
+        expected = manual_stack(volume.numpy(), z, 3, mode="edge")
+        replicated = slice_stack(volume, z, 3, padding="replicate")
+        np.testing.assert_array_equal(replicated.numpy(), expected)
+    first = slice_stack(volume, 0, 3)  # zero padding by default, as training pads
     assert torch.all(first[:2] == 0) and torch.equal(
         first[2:], volume[:, :2].transpose(0, 1).reshape(4, 2, 3)
     )

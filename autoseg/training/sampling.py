@@ -1,0 +1,277 @@
+"""Patch sampling from the preprocessed caches, with foreground oversampling (DESIGN §6, §7).
+
+Every configuration reads the same 3D cache (``data`` ``(C, Z, Y, X)``, ``seg``
+``(1, Z, Y, X)``). A 3D patch is a box ``(Pz, Py, Px)``; a 2D / 2.5D patch is one slice
+``z`` (Z is the slice axis) of in-plane size ``(Py, Px)`` together with its ``T`` neighbours
+on each side, i.e. the box ``(2T+1, Py, Px)`` centred on that slice. Both are cut by the
+same region reader, which copies only the box out of the memory-mapped arrays.
+
+Outside the volume the image is padded with 0 and the labels with -1 ("not a voxel of
+the body", ignored by the losses). This also holds for the slices of a 2.5D stack beyond
+the first and last slice: they are zero padded, not replicated, so the network sees the
+same "nothing there" value at every border. The stack is slice-major: channel
+``s * C + c`` is image channel ``c`` of slice ``z - T + s``, the order the 2D networks
+reshape by.
+
+When a spatial augmentation follows, the sampler cuts a larger box (``sample_size``)
+centred on the same patch, so that rotating or zooming and then cropping the centre
+never shows padding that the volume itself does not need (nnU-Net's ``need_to_pad``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from autoseg.data.errors import InvalidInputError
+from autoseg.preprocessing.cache import case_paths, load_case
+from autoseg.preprocessing.properties import PreprocessedCase
+
+Shape3 = tuple[int, int, int]
+DATA_PAD = 0.0
+SEG_PAD = -1
+
+
+class CaseReadError(RuntimeError):
+    """Reading or sampling one cached case failed; the message names the case.
+
+    It takes a single message argument so that a worker process's error is rebuilt with
+    its own type (and the case id in its text) when it is re-raised in the main process.
+    """
+
+
+def check_cache(folder: Path, case_ids: Sequence[str]) -> None:
+    """Reject missing cache files before any worker starts.
+
+    Raises:
+        InvalidInputError: one line per missing ``<case>.npz`` / ``<case>.json``, or no cases.
+    """
+    if not case_ids:
+        raise InvalidInputError(f"{folder}: no training cases given")
+    problems = [
+        f"{path}: missing cache file of case {case_id}"
+        for case_id in case_ids
+        for path in case_paths(Path(folder), case_id)
+        if not path.is_file()
+    ]
+    if problems:
+        raise InvalidInputError(problems)
+
+
+def read_region(
+    array: np.ndarray,
+    start: Sequence[int],
+    size: Sequence[int],
+    pad: float,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """Copy the box ``[start, start + size)`` of the last three axes of ``array``, padded.
+
+    Only the part of the box inside the array is read (from a memory map this touches
+    only those pages); the rest is filled with ``pad``.
+
+    Args:
+        array: ``(C, Z, Y, X)``, typically a read-only memory map.
+        start: box origin ``(z, y, x)``, may be negative.
+        size: box size ``(z, y, x)``.
+        pad: value outside the array.
+        out: optional ``(C, *size)`` array to fill (e.g. a slot of a batch array), which
+            saves a copy of large boxes.
+
+    Returns:
+        ``out``, or a new writable array ``(C, *size)`` of the array's dtype.
+    """
+    if out is None:
+        out = np.empty((array.shape[0], *size), dtype=array.dtype)
+    out[...] = pad
+    source, target = [], []
+    for begin, length, extent in zip(start, size, array.shape[1:], strict=True):
+        low, high = max(begin, 0), min(begin + length, extent)
+        if high <= low:
+            return out
+        source.append(slice(low, high))
+        target.append(slice(low - begin, high - begin))
+    out[(slice(None), *target)] = array[(slice(None), *source)]
+    return out
+
+
+class CaseReader:
+    """Opens cached cases lazily (memory-mapped) and keeps them open for later patches.
+
+    Each worker process holds its own reader; the open maps are dropped when the reader is
+    pickled, so sending it to a worker never copies image data.
+    """
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+        self._cases: dict[str, PreprocessedCase] = {}
+
+    def __getstate__(self) -> dict:
+        return {"folder": self.folder, "_cases": {}}
+
+    def case(self, case_id: str) -> PreprocessedCase:
+        """The memory-mapped case, opened on first use.
+
+        Raises:
+            CaseReadError: the case's files cannot be read or hold no labels.
+        """
+        if case_id not in self._cases:
+            try:
+                case = load_case(self.folder, case_id, mmap=True)
+            except Exception as error:
+                raise CaseReadError(_describe(case_id, self.folder, error)) from error
+            if case.seg is None:
+                raise CaseReadError(f"case {case_id} in {self.folder}: the cache has no labels")
+            self._cases[case_id] = case
+        return self._cases[case_id]
+
+    def region(
+        self, case_id: str, start: Sequence[int], size: Sequence[int], out: tuple | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(data (C, *size) float32, seg (1, *size) int8)`` of a box, padded 0 / -1,
+        written into ``out = (data, seg)`` when given."""
+        case = self.case(case_id)
+        data_out, seg_out = out if out is not None else (None, None)
+        if data_out is None:
+            data_out = np.empty((case.data.shape[0], *size), np.float32)
+        try:
+            data = read_region(case.data, start, size, DATA_PAD, data_out)
+            seg = read_region(case.seg, start, size, SEG_PAD, seg_out)
+        except Exception as error:
+            raise CaseReadError(_describe(case_id, self.folder, error)) from error
+        return data, seg
+
+
+def _describe(case_id: str, folder: Path, error: BaseException) -> str:
+    return f"case {case_id} in {folder}: {type(error).__name__}: {error}"
+
+
+def forced_count(batch_size: int, fraction: float) -> int:
+    """Patches of a batch forced to hold foreground: at least ``fraction`` of the batch.
+
+    Rounding up guarantees the requested share in every batch (a third of a batch of 2
+    forces one patch), which matters most for the small batches 3D training uses.
+    """
+    return min(batch_size, math.ceil(batch_size * fraction - 1e-9))
+
+
+def random_start(rng: np.random.Generator, extent: int, length: int) -> int:
+    """A uniform patch origin along one axis: inside the volume when it fits, otherwise
+    anywhere such that the whole (smaller) volume stays inside the patch."""
+    low, high = min(0, extent - length), max(0, extent - length)
+    return int(rng.integers(low, high + 1))
+
+
+def centred_start(centre: int, extent: int, length: int) -> int:
+    """The origin of a patch centred on ``centre``, shifted to stay inside the volume as far
+    as it can (the centre voxel always stays inside the patch)."""
+    low, high = min(0, extent - length), max(0, extent - length)
+    return int(np.clip(centre - length // 2, low, high))
+
+
+def foreground_voxel(rng: np.random.Generator, case: PreprocessedCase) -> np.ndarray | None:
+    """A stored foreground coordinate ``(z, y, x)`` of a class drawn uniformly among the
+    classes present in the case, or None when it has none (then a random patch is used)."""
+    coordinates = case.properties.foreground_coordinates
+    present = sorted(c for c, points in coordinates.items() if len(points) > 0)
+    if not present:
+        return None
+    points = coordinates[present[int(rng.integers(len(present)))]]
+    return np.asarray(points[int(rng.integers(len(points)))])
+
+
+@dataclass(frozen=True)
+class PatchSampler:
+    """Cuts training patches out of cached cases.
+
+    Attributes:
+        folder: the cache folder ``preprocessed/<NAME>/<data_id>``.
+        case_ids: the cases to draw from (uniformly).
+        patch_size: ``(Pz, Py, Px)`` for 3D, ``(Py, Px)`` for 2D / 2.5D.
+        batch_size: patches per batch.
+        oversample_foreground: fraction of each batch forced to contain foreground.
+        context: ``T`` slices on each side of the centre slice (2D only; 0 = single slice).
+        sample_size: the (larger) size actually cut, centred on the patch, so a later
+            spatial transform has a border; None = ``patch_size``.
+    """
+
+    folder: Path
+    case_ids: tuple[str, ...]
+    patch_size: tuple[int, ...]
+    batch_size: int
+    oversample_foreground: float = 0.33
+    context: int = 0
+    sample_size: tuple[int, ...] | None = None
+
+    @property
+    def dim(self) -> int:
+        return len(self.patch_size)
+
+    def box_sizes(self) -> tuple[Shape3, Shape3]:
+        """``(patch box, read box)`` as 3D sizes; a 2D patch is one slice thick and its read
+        box is the ``2T+1`` slice stack."""
+        sample = self.sample_size or self.patch_size
+        if self.dim == 3:
+            return tuple(self.patch_size), tuple(sample)
+        return (1, *self.patch_size), (2 * self.context + 1, *sample)
+
+    def patch_start(self, rng: np.random.Generator, case: PreprocessedCase, force: bool) -> list:
+        """Origin ``(z, y, x)`` of the patch box: on a foreground voxel when forced and the
+        case has one, uniformly random otherwise."""
+        patch, _ = self.box_sizes()
+        shape = case.data.shape[1:]
+        voxel = foreground_voxel(rng, case) if force else None
+        if voxel is None:
+            return [random_start(rng, n, p) for n, p in zip(shape, patch, strict=True)]
+        return [centred_start(int(c), n, p) for c, n, p in zip(voxel, shape, patch, strict=True)]
+
+    def sample_one(
+        self, reader: CaseReader, rng: np.random.Generator, force: bool, out: tuple | None = None
+    ) -> tuple[str, np.ndarray, np.ndarray]:
+        """``(case_id, data, seg)`` of one patch cut with the read box (into ``out``, 3D
+        only); see :meth:`sample`."""
+        case_id = self.case_ids[int(rng.integers(len(self.case_ids)))]
+        case = reader.case(case_id)
+        try:
+            start = self.patch_start(rng, case, force)
+        except Exception as error:
+            raise CaseReadError(_describe(case_id, reader.folder, error)) from error
+        patch, box = self.box_sizes()
+        origin = [s - (b - p) // 2 for s, p, b in zip(start, patch, box, strict=True)]
+        data, seg = reader.region(case_id, origin, box, out if self.dim == 3 else None)
+        if self.dim == 2:
+            data = stack_slices(data)
+            seg = seg[:, self.context]
+        return case_id, data, seg
+
+    def sample(self, reader: CaseReader, rng: np.random.Generator) -> dict:
+        """One batch; the last :func:`forced_count` patches are foreground-forced.
+
+        Returns:
+            ``{"data": float32 (B, C, *S) or (B, C*k, *S), "seg": int8 (B, 1, *S),
+            "case_ids": [B ids]}`` where ``S`` is the read size (``sample_size``).
+        """
+        first_forced = self.batch_size - forced_count(self.batch_size, self.oversample_foreground)
+        case_id, data, seg = self.sample_one(reader, rng, first_forced == 0)
+        ids = [case_id]
+        # 3D boxes are large: later patches are read straight into the batch arrays.
+        batch_data = np.empty((self.batch_size, *data.shape), np.float32)
+        batch_seg = np.empty((self.batch_size, *seg.shape), np.int8)
+        batch_data[0], batch_seg[0] = data, seg
+        for i in range(1, self.batch_size):
+            slot = (batch_data[i], batch_seg[i])
+            case_id, data, seg = self.sample_one(reader, rng, i >= first_forced, slot)
+            if data is not slot[0]:  # 2D stacks are made apart, then copied in
+                batch_data[i], batch_seg[i] = data, seg
+            ids.append(case_id)
+        return {"data": batch_data, "seg": batch_seg, "case_ids": ids}
+
+
+def stack_slices(data: np.ndarray) -> np.ndarray:
+    """``(C, k, Y, X)`` -> ``(k * C, Y, X)``, slice-major (channel ``s * C + c``)."""
+    channels, slices = data.shape[:2]
+    return data.transpose(1, 0, 2, 3).reshape(slices * channels, *data.shape[2:])
