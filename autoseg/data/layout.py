@@ -146,7 +146,8 @@ class RawDataset:
 
     @property
     def name(self) -> str:
-        return self.dataset_json.name
+        """The folder's name: the key preprocessed/ and results/ file this dataset under."""
+        return self.root.name
 
     @property
     def images_tr(self) -> Path:

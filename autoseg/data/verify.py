@@ -9,7 +9,6 @@ values; :mod:`autoseg.data.verify_case`). Nothing is written. Planning calls
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from tqdm import tqdm
 
 from autoseg.data.errors import InvalidInputError
 from autoseg.data.io import read_meta
+from autoseg.data.resources import default_workers
 from autoseg.data.verify_case import GEOMETRY_TOLERANCE_MM, CaseJob, CaseResult, check_case
 from autoseg.data.verify_layout import scan_layout
 
@@ -160,11 +160,8 @@ def default_num_processes(jobs: Sequence[CaseJob]) -> int:
 
     Each worker holds one volume at a time, so the bound comes from the largest volume.
     """
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     per_worker = WORKER_BASE_BYTES + WORKER_BYTES_PER_VOXEL * _largest_voxel_count(jobs)
-    available = available_memory_bytes()
-    ram_bound = 1 if available is None else int(0.8 * available // per_worker)
-    return max(1, min(cpus or 1, ram_bound, len(jobs)))
+    return default_workers(per_worker, jobs=len(jobs))
 
 
 def _largest_voxel_count(jobs: Sequence[CaseJob]) -> int:
@@ -183,18 +180,3 @@ def _largest_voxel_count(jobs: Sequence[CaseJob]) -> int:
         except InvalidInputError:
             continue  # reported by the content checks
     return largest
-
-
-def available_memory_bytes() -> int | None:
-    """Memory the system can give without swapping (Linux MemAvailable), None if unknown."""
-    try:
-        with open("/proc/meminfo") as meminfo:
-            for line in meminfo:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return None

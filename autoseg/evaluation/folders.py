@@ -22,11 +22,13 @@ from autoseg.data.errors import InvalidInputError
 from autoseg.data.io import VOLUME_ENDINGS, file_ending, read_meta, read_volume, strip_ending
 from autoseg.data.layout import parse_dataset_json
 from autoseg.data.records import geometry_mismatch
+from autoseg.data.resources import default_workers
 from autoseg.evaluation.lesions import get_convention
 from autoseg.evaluation.metrics import both_empty_metrics, evaluate_labels
 from autoseg.evaluation.summary import CaseResult, summarise, write_case_csv
 
 MAX_DEFAULT_PROCESSES = 8
+WORKER_BYTES = 1024**3
 
 
 @dataclass(frozen=True)
@@ -39,8 +41,9 @@ class CasePair:
 
 
 def default_num_processes() -> int:
-    """Worker count when none is given: the CPU count, capped (each holds ~2 volumes)."""
-    return max(1, min(os.cpu_count() or 1, MAX_DEFAULT_PROCESSES))
+    """Worker count when none is given: cores and RAM allow it, capped (each holds ~2
+    volumes and their distance maps, well under 1 GB for a 1 mm brain)."""
+    return default_workers(WORKER_BYTES, cap=MAX_DEFAULT_PROCESSES)
 
 
 def volume_files(folder: Path) -> dict[str, Path]:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import os
 import random
 import sys
 from collections.abc import Iterator, Sequence
@@ -29,6 +28,7 @@ from batchgenerators.transforms.abstract_transforms import Compose
 from threadpoolctl import threadpool_limits
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from autoseg.data.resources import default_workers
 from autoseg.training.augmentation import build_transforms, sample_size
 from autoseg.training.sampling import CaseReader, PatchSampler, check_cache
 
@@ -108,26 +108,6 @@ def _limit_threads(worker_id: int) -> None:
     threadpool_limits(limits=1)
 
 
-def available_memory_bytes() -> int:
-    """RAM the system can give without swapping (``MemAvailable``), or total RAM."""
-    try:
-        with open("/proc/meminfo") as handle:
-            for line in handle:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-
-
-def usable_cores() -> int:
-    """Cores this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
-
-
 def worker_memory_bytes(batch_size: int, channels: int, read_box: Sequence[int]) -> int:
     """Estimated peak memory of one worker: the process itself plus a few copies of a
     float32 batch (image channels and labels) of the box the sampler cuts (for slice
@@ -139,8 +119,9 @@ def worker_memory_bytes(batch_size: int, channels: int, read_box: Sequence[int])
 def default_num_workers(per_worker_bytes: int) -> int:
     """Workers the machine allows: at most one per core, at most half the available RAM,
     at most :data:`MAX_DEFAULT_WORKERS`, at least one."""
-    by_ram = int(RAM_SHARE_FOR_WORKERS * available_memory_bytes() // max(per_worker_bytes, 1))
-    return max(1, min(usable_cores(), by_ram, MAX_DEFAULT_WORKERS))
+    return default_workers(
+        per_worker_bytes, cap=MAX_DEFAULT_WORKERS, memory_share=RAM_SHARE_FOR_WORKERS
+    )
 
 
 def default_start_method() -> str:

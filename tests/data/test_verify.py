@@ -371,10 +371,10 @@ def test_worker_crash_names_the_case(tiny_dataset: Path, monkeypatch: pytest.Mon
 def test_default_num_processes_respects_cases_cpus_and_memory(
     tiny_dataset: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from autoseg.data import verify
+    from autoseg.data import resources, verify
 
     jobs = [CaseJob("a", (tiny_dataset / "imagesTr" / "case000_0000.nii.gz",))]
     assert default_num_processes(jobs) == 1
     assert 1 <= default_num_processes(jobs * 64) <= (os.cpu_count() or 1)
-    monkeypatch.setattr(verify, "available_memory_bytes", lambda: verify.WORKER_BASE_BYTES)
+    monkeypatch.setattr(resources, "available_memory_bytes", lambda: verify.WORKER_BASE_BYTES)
     assert default_num_processes(jobs * 64) == 1

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import gzip
 import logging
-import os
 import shutil
 from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_EXCEPTION, Future, ProcessPoolExecutor, wait
@@ -36,6 +35,7 @@ from autoseg.data.convert.cases import (
 from autoseg.data.errors import InvalidInputError
 from autoseg.data.io import write_label, write_volume
 from autoseg.data.layout import DatasetJson, write_dataset_json
+from autoseg.data.resources import default_workers
 
 logger = logging.getLogger(__name__)
 
@@ -153,9 +153,12 @@ def _run_parallel(
                 yield future.result()
 
 
+WORKER_BYTES = 512 * 1024**2  # one 1 mm ATLAS case (~0.2 GB) plus the worker itself
+
+
 def default_processes() -> int:
     """Two workers at most: conversion is disk-bound and one ATLAS case needs ~0.2 GB."""
-    return max(1, min(2, os.cpu_count() or 1))
+    return default_workers(WORKER_BYTES, cap=2)
 
 
 def run_tasks(

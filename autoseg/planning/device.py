@@ -1,0 +1,106 @@
+"""The planning budget: accelerator memory (detected, flagged or default) or CPU compute.
+
+On a CUDA or MPS device memory is what limits a plan. On a CPU-only machine the scarce
+resource is time, so the default CPU plan is capped by the compute of one training
+iteration (forward + backward) instead, sized so an iteration takes about a second on a
+small CPU; the plans record which rule was used.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from autoseg.data.errors import InvalidInputError
+
+DEVICES = ("cpu", "cuda", "mps")
+# Memory assumed when nothing is detected or given: the card nnU-Net's defaults target.
+DEFAULT_GPU_MEMORY_GB = 8.0
+# A 2-core laptop CPU sustains about 78 GFLOP/s on 3D convolutions; 60 GFLOP per
+# iteration (backward included) keeps one iteration under a second.
+CPU_GFLOPS_PER_ITERATION = 60.0
+CPU_ASSUMED_GFLOPS_PER_SECOND = 78.0
+
+
+@dataclass(frozen=True)
+class Budget:
+    """What a plan must fit.
+
+    Attributes:
+        device: ``cuda``, ``mps`` or ``cpu``: the device training is planned for.
+        gpu_memory_gb: memory budget in GiB.
+        source: ``detected``, ``flag`` or ``default`` (how ``gpu_memory_gb`` was found).
+        amp: plan for mixed precision (CUDA only).
+        gflops_per_iteration: compute cap of one iteration (CPU plans), else None.
+    """
+
+    device: str
+    gpu_memory_gb: float
+    source: str
+    amp: bool
+    gflops_per_iteration: float | None = None
+
+    def cpu_budget(self) -> dict[str, Any] | None:
+        """The CPU rule as recorded in the plans (None for accelerator plans)."""
+        if self.gflops_per_iteration is None:
+            return None
+        return {
+            "gflops_per_iteration": self.gflops_per_iteration,
+            "assumed_gflops_per_second": CPU_ASSUMED_GFLOPS_PER_SECOND,
+            "rule": "no accelerator: patch, batch and network capped by the compute of one "
+            "training iteration (forward + backward), about one second on a 2-core CPU",
+        }
+
+
+def detected_device() -> str:
+    """``cuda`` or ``mps`` when available, else ``cpu``."""
+    if torch.cuda.is_available():
+        return "cuda"
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def detected_memory_gb(device: str) -> float | None:
+    """Total memory of the accelerator (GiB), or None when it cannot be read."""
+    if device == "cuda" and torch.cuda.is_available():
+        return torch.cuda.get_device_properties(0).total_memory / 1024**3
+    if device == "mps" and hasattr(torch, "mps"):
+        try:
+            return torch.mps.recommended_max_memory() / 1024**3
+        except (AttributeError, RuntimeError):
+            return None
+    return None
+
+
+def resolve_budget(device: str | None = None, gpu_memory_gb: float | None = None) -> Budget:
+    """The budget to plan for, from flags first and detection second.
+
+    Args:
+        device: ``--device`` (None: detect).
+        gpu_memory_gb: ``--gpu-memory-gb`` (None: detect, or the CPU rule).
+
+    Raises:
+        InvalidInputError: an unknown device, a non-positive memory, or ``cuda``/``mps``
+            asked for on a machine without one and no memory given.
+    """
+    if device is not None and device not in DEVICES:
+        raise InvalidInputError(f"--device: unknown device '{device}' (known: cpu, cuda, mps)")
+    if gpu_memory_gb is not None:
+        if not gpu_memory_gb > 0:
+            raise InvalidInputError(f"--gpu-memory-gb: must be positive, got {gpu_memory_gb}")
+        target = device or ("cuda" if detected_device() == "cpu" else detected_device())
+        gflops = CPU_GFLOPS_PER_ITERATION if target == "cpu" else None
+        return Budget(target, float(gpu_memory_gb), "flag", target == "cuda", gflops)
+    target = device or detected_device()
+    if target == "cpu":
+        return Budget("cpu", DEFAULT_GPU_MEMORY_GB, "default", False, CPU_GFLOPS_PER_ITERATION)
+    memory = detected_memory_gb(target)
+    if memory is None:
+        raise InvalidInputError(
+            f"--device {target}: no {target} device found; pass --gpu-memory-gb to plan for one"
+        )
+    return Budget(target, round(memory, 1), "detected", target == "cuda")

@@ -1,0 +1,199 @@
+"""The experiment planner: fingerprint + budget -> plans.json (DESIGN §5, §11).
+
+``plan_from_fingerprint`` is a pure function of its inputs (same fingerprint and budget,
+byte-identical plans); ``plan_dataset`` is the step ``autoseg_plan`` runs.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from autoseg.data.layout import RawDataset, resolve_dataset_dir
+from autoseg.data.workspace import Workspace
+from autoseg.planning import rules
+from autoseg.planning.device import Budget, resolve_budget
+from autoseg.planning.fingerprint import write_fingerprint
+from autoseg.planning.jsonutil import content_hash
+from autoseg.planning.plans import CONFIGURATIONS, Plans, apply_overrides, finalize, write_plans
+from autoseg.planning.search import Choice, Rung, fit_ladder, interleave
+from autoseg.planning.topology import (
+    HYBRID_LEVELS,
+    LCNN_LEVELS,
+    UNET25D_LEVELS,
+    fit_patch_3d,
+    hybrid_kwargs,
+    lcnn_kwargs,
+    unet25d_kwargs,
+)
+
+PATCH_STEP = 0.85  # per-axis shrink between patch rungs (~0.6x the voxels)
+MIN_PATCH_MM = 24.0  # a smaller patch sees too little context around a lesion
+BATCH_DATASET_FRACTION = 0.05
+# The LCNN's global ResNeXt path pools by 32; instance norm needs > 1 voxel at its end.
+LCNN_MIN_PATCH = 64
+PREPROCESSING = {"crop_to_nonzero": True, "n4": False, "anisotropy_threshold": 3.0,
+                 "data_dtype": "float32", "foreground_samples": 10000}  # fmt: skip
+
+
+def patch_ladder_3d(spacing_mm: list[float], max_shape: list[int]) -> list[tuple[int, ...]]:
+    """Distinct 3D patches with the median image's aspect, smallest first."""
+    patches: list[tuple[int, ...]] = []
+    scale = 1.0
+    while True:
+        wanted = [max(1, math.floor(n * scale)) for n in max_shape]
+        patch = tuple(fit_patch_3d(spacing_mm, wanted))
+        patch = tuple(min(p, max(n, p)) for p, n in zip(patch, max_shape, strict=True))
+        if not patches or patch != patches[-1]:
+            patches.append(patch)
+        too_small = min(p * s for p, s in zip(patch, spacing_mm, strict=True)) < MIN_PATCH_MM
+        if too_small or scale < 0.05:
+            break
+        scale *= PATCH_STEP
+    return sorted(set(patches), key=lambda p: (math.prod(p), p))
+
+
+def fit_2d(size_yx: list[int], divisor: int, minimum: int) -> tuple[int, int]:
+    """In-plane patch: the median slice rounded down to the divisor, at least ``minimum``."""
+    return tuple(max(minimum, (n // divisor) * divisor) for n in size_yx)
+
+
+def hybrid_rungs(spacing: list[float], shape: list[int], channels: int, classes: int) -> list:
+    """3d_hybrid ladder: patches and network levels growing together."""
+    patches = patch_ladder_3d(spacing, shape)
+    rungs = []
+    for p, q in interleave(len(patches), len(HYBRID_LEVELS)):
+        kwargs = hybrid_kwargs(q, spacing, patches[p], channels, classes)
+        rungs.append(Rung({"name": "3d_hybrid", "kwargs": kwargs}, patches[p]))
+    return rungs
+
+
+def unet25d_rungs(shape: list[int], channels: int, slices: int, classes: int) -> list[Rung]:
+    """2.5d_unet ladder: the whole median slice, growing width."""
+    patch = fit_2d(shape[1:], 16, 16)
+    return [
+        Rung({"name": "2.5d_unet",
+              "kwargs": unet25d_kwargs(level, patch, channels * slices, classes)}, patch)
+        for level in range(len(UNET25D_LEVELS))
+    ]  # fmt: skip
+
+
+def lcnn_rungs(shape: list[int], channels: int, slices: int, classes: int) -> list[Rung]:
+    """2d_lcnn ladder: the whole median slice, growing local and global paths."""
+    patch = fit_2d(shape[1:], 32, LCNN_MIN_PATCH)
+    return [
+        Rung({"name": "2d_lcnn", "kwargs": lcnn_kwargs(level, channels, slices, classes)}, patch)
+        for level in range(len(LCNN_LEVELS))
+    ]
+
+
+def max_batch(dataset_voxels: float, patch: tuple[int, ...]) -> int:
+    """Cap the batch so one batch covers at most 5 % of the dataset: overfitting precaution."""
+    return max(2, int(BATCH_DATASET_FRACTION * dataset_voxels // math.prod(patch)))
+
+
+def configuration_entry(
+    name: str, choice: Choice, spacing: list[float], fingerprint: dict, budget: Budget
+) -> dict[str, Any]:
+    """One configuration of plans.json from its fitted choice."""
+    dims = len(choice.rung.patch)
+    anisotropic = rules.is_anisotropic(spacing)
+    entry = {
+        "data_id": "",
+        "spacing_mm": spacing,
+        "patch_size": list(choice.rung.patch),
+        "batch_size": choice.batch_size,
+        "normalization": rules.normalization(fingerprint),
+        "preprocessing": dict(PREPROCESSING),
+        "network": choice.rung.network,
+        "parameters": choice.estimate.weights // 4,
+        "memory_estimate_gb": choice.estimate.total_gb,
+        "memory_estimate": choice.estimate.to_json(),
+        "gflops_per_iteration": choice.estimate.gflops,
+        "fits_budget": choice.fits,
+        "ladder_rung": choice.index,
+        "training": rules.training(
+            choice.estimate.outputs, budget.amp, choice.checkpointing, budget.device == "cpu"
+        ),
+        "augmentation": rules.augmentation(dims, anisotropic),
+        "inference": rules.inference(dims),
+    }
+    if dims == 2:
+        slices = int(choice.rung.network["kwargs"]["in_channels"]) // len(fingerprint["channels"])
+        entry["slice_context"] = {"slices": slices, "context": slices // 2, "axis": "z"}
+    return entry
+
+
+def plan_configuration(name: str, fingerprint: dict, budget: Budget) -> dict[str, Any]:
+    """Fit one configuration to the budget."""
+    spacing = rules.target_spacing(fingerprint)
+    shape = rules.shape_at(fingerprint, spacing)
+    channels = len(fingerprint["channels"])
+    classes = len(fingerprint["labels"])
+    slices = 2 * rules.slice_context(spacing) + 1
+    if name == "3d_hybrid":
+        rungs = hybrid_rungs(spacing, shape, channels, classes)
+    elif name == "2.5d_unet":
+        rungs = unet25d_rungs(shape, channels, slices, classes)
+    else:
+        rungs = lcnn_rungs(shape, channels, slices, classes)
+    voxels = rules.dataset_voxels_at(fingerprint, spacing)
+    choice = fit_ladder(rungs, budget, max_batch(voxels, rungs[-1].patch), name == "3d_hybrid")
+    return configuration_entry(name, choice, spacing, fingerprint, budget)
+
+
+def plan_from_fingerprint(fingerprint: dict[str, Any], budget: Budget) -> Plans:
+    """The plans for a fingerprint and a budget (deterministic, byte-stable)."""
+    payload = {
+        "dataset": fingerprint["dataset"],
+        "fingerprint_id": content_hash(fingerprint),
+        "gpu_memory_gb": budget.gpu_memory_gb,
+        "gpu_memory_source": budget.source,
+        "device": budget.device,
+        "cpu_budget": budget.cpu_budget(),
+        "recommended_configuration": rules.recommended_configuration(fingerprint),
+        "configurations": {
+            name: plan_configuration(name, fingerprint, budget) for name in CONFIGURATIONS
+        },
+        "overrides": [],
+    }
+    return finalize(payload)
+
+
+def plan_dataset(
+    workspace: Workspace,
+    dataset: str,
+    gpu_memory_gb: float | None = None,
+    device: str | None = None,
+    overrides: list[str] | None = None,
+    num_processes: int | None = None,
+    progress: bool = True,
+) -> Plans:
+    """Fingerprint (resuming) and plan a raw dataset; writes fingerprint.json and plans.json.
+
+    Args:
+        workspace: the raw / preprocessed / results roots.
+        dataset: dataset name (``ATLAS``, ``Dataset012_Foo``, ``12``...).
+        gpu_memory_gb: ``--gpu-memory-gb`` (plan for a card elsewhere).
+        device: ``--device`` (cpu, cuda, mps); None detects.
+        overrides: ``--set key=value`` assignments, recorded in the plans.
+        num_processes: fingerprint workers (None: bounded by cores and RAM).
+        progress: show progress bars.
+
+    Returns:
+        The written plans.
+    """
+    raw = RawDataset.open(resolve_dataset_dir(workspace.raw, dataset))
+    budget = resolve_budget(device, gpu_memory_gb)
+    fingerprint = write_fingerprint(raw, workspace.preprocessed, num_processes, progress)
+    plans = plan_from_fingerprint(fingerprint, budget)
+    if overrides:
+        plans = apply_overrides(plans, list(overrides))
+    write_plans(plans_path(workspace.preprocessed, raw.name), plans)
+    return plans
+
+
+def plans_path(preprocessed_root: Path, dataset: str) -> Path:
+    """``preprocessed/<NAME>/plans.json``."""
+    return Path(preprocessed_root) / dataset / "plans.json"

@@ -1,0 +1,147 @@
+"""Planning rules that depend on the data only: spacing, normalisation, defaults.
+
+Everything here is a small named decision with its reason, read off the fingerprint.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+ANISOTROPY_RATIO = 3.0
+TRAINING_DEFAULTS = {
+    "epochs": 1000,
+    "iterations_per_epoch": 250,
+    "validation_iterations": 50,
+    "optimizer": "sgd",
+    "lr": 0.01,
+    "momentum": 0.99,
+    "nesterov": True,
+    "weight_decay": 3e-5,
+    "schedule": "poly",
+    "poly_exponent": 0.9,
+    "loss": "dice_ce",
+    "oversample_foreground": 0.33,
+    "gradient_clip": 12.0,
+}
+# Without an accelerator a model must be useful after minutes: ~1,500 iterations.
+CPU_TRAINING = {"epochs": 30, "iterations_per_epoch": 50, "validation_iterations": 10}
+
+
+def is_anisotropic(spacing_mm: list[float]) -> bool:
+    """Thick slices: the coarsest axis is more than ANISOTROPY_RATIO times the finest."""
+    return max(spacing_mm) / min(spacing_mm) > ANISOTROPY_RATIO
+
+
+def target_spacing(fingerprint: dict[str, Any]) -> list[float]:
+    """Median spacing, with the thick axis made finer for strongly anisotropic data.
+
+    Resampling every case to the median thick-axis spacing would leave that axis with so
+    few voxels that the network cannot pool it; when the thick axis also has few voxels
+    (3x fewer than the smallest other axis) its target becomes the 10th percentile of
+    its spacings, but never finer than the coarsest other axis.
+    """
+    median = [float(v) for v in fingerprint["spacing_mm"]["median"]]
+    if not is_anisotropic(median):
+        return median
+    thick = int(np.argmax(median))
+    others = [a for a in range(3) if a != thick]
+    shape = shape_at(fingerprint, median)
+    if shape[thick] * ANISOTROPY_RATIO >= min(shape[a] for a in others):
+        return median
+    finer = float(fingerprint["spacing_mm"]["percentile_10"][thick])
+    median[thick] = max(finer, max(median[a] for a in others))
+    return median
+
+
+def shape_at(fingerprint: dict[str, Any], spacing_mm: list[float]) -> list[int]:
+    """Median cropped image shape in voxels after resampling to ``spacing_mm``."""
+    shape = fingerprint["shape_after_crop"]["median"]
+    median = fingerprint["spacing_mm"]["median"]
+    return [max(1, round(n * s / t)) for n, s, t in zip(shape, median, spacing_mm, strict=True)]
+
+
+def dataset_voxels_at(fingerprint: dict[str, Any], spacing_mm: list[float]) -> float:
+    """All training voxels (after cropping) at the target spacing: the 5 % batch cap's base."""
+    ratio = np.prod(fingerprint["spacing_mm"]["median"]) / np.prod(spacing_mm)
+    return float(fingerprint["voxels_after_crop_total"] * ratio)
+
+
+def normalization(fingerprint: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per channel: CT clips to foreground percentiles then applies a global z-score
+    (HU are comparable across scans); MR/DWI intensities are arbitrary per scan, so each
+    image is z-scored inside its own brain mask."""
+    entries = []
+    for channel in fingerprint["channels"]:
+        if channel["modality"] == "CT":
+            fg = channel["foreground"]
+            entries.append({
+                "scheme": "ct",
+                "clip_low": fg["percentile_00_5"],
+                "clip_high": fg["percentile_99_5"],
+                "mean": fg.get("mean_clipped", fg["mean"]),
+                "std": max(fg.get("std_clipped", fg["std"]), 1e-8),
+            })  # fmt: skip
+        else:
+            entries.append({"scheme": "zscore_brain", "clip_low": None, "clip_high": None,
+                            "mean": None, "std": None})  # fmt: skip
+    return entries
+
+
+def recommended_configuration(fingerprint: dict[str, Any]) -> str:
+    """Thick-slice CT -> 2d_lcnn, thick-slice MR (DWI) -> 2.5d_unet, else 3d_hybrid."""
+    if not is_anisotropic(fingerprint["spacing_mm"]["median"]):
+        return "3d_hybrid"
+    if any(channel["modality"] == "CT" for channel in fingerprint["channels"]):
+        return "2d_lcnn"
+    return "2.5d_unet"
+
+
+def slice_context(spacing_mm: list[float]) -> int:
+    """Adjacent slices on each side (T): one for thick slices (>= 4 mm), else two."""
+    return 1 if spacing_mm[0] >= 4.0 else 2
+
+
+def deep_supervision_weights(outputs: int) -> list[float]:
+    """Halving weights per coarser scale, the coarsest left out, normalised to sum 1."""
+    raw = [0.5**i for i in range(outputs)]
+    if outputs > 1:
+        raw[-1] = 0.0
+    total = sum(raw)
+    return [w / total for w in raw]
+
+
+def augmentation(dims: int, anisotropic: bool) -> dict[str, Any]:
+    """Augmentation defaults; thick-slice data rotates in-plane only (dummy 2D)."""
+    return {
+        "rotation_deg": [-30.0, 30.0],
+        "rotation_axes": "in_plane" if anisotropic or dims == 2 else "all",
+        "scale": [0.7, 1.4],
+        "elastic": False,
+        "gaussian_noise_variance": [0.0, 0.1],
+        "gaussian_blur_sigma": [0.5, 1.0],
+        "brightness": [0.75, 1.25],
+        "contrast": [0.75, 1.25],
+        "low_resolution": [0.5, 1.0],
+        "gamma": [0.7, 1.5],
+        "mirror_axes": list(range(dims)),
+        "probability": 0.2,
+    }
+
+
+def inference(dims: int) -> dict[str, Any]:
+    """Sliding window defaults: half-patch steps, Gaussian weighting, mirroring TTA."""
+    return {"step": 0.5, "gaussian": True, "gaussian_sigma_scale": 0.125,
+            "mirror_axes": list(range(dims))}  # fmt: skip
+
+
+def training(outputs: int, amp: bool, checkpointing: bool, cpu: bool) -> dict[str, Any]:
+    """The training schedule of a configuration."""
+    settings = {**TRAINING_DEFAULTS, **(CPU_TRAINING if cpu else {})}
+    settings.update(
+        amp=amp,
+        activation_checkpointing=checkpointing,
+        deep_supervision_weights=deep_supervision_weights(outputs),
+    )
+    return settings

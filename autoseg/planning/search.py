@@ -1,0 +1,99 @@
+"""Fit a configuration to the budget: a ladder of ever larger (patch, network) rungs.
+
+Rungs are ordered so that patch and network size never shrink from one rung to the
+next; the estimated cost is therefore monotone along the ladder, the largest rung that
+fits is found by bisection, and more budget can never give a smaller plan. Batch size
+grows only at the top rung (the largest useful patch and network), capped so one batch
+covers at most 5 % of the dataset's voxels. Activation checkpointing is the lever when
+even the first rung does not fit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from autoseg.planning.device import Budget
+from autoseg.planning.memory import GB, MemoryEstimate, estimate_training_memory
+
+# Keep headroom for the CUDA context, allocator fragmentation and data-loader tensors.
+USABLE_FRACTION = 0.9
+MIN_BATCH = 2
+MAX_BATCH = 512
+
+
+@dataclass(frozen=True)
+class Rung:
+    """One candidate: a network spec and the patch it is trained on."""
+
+    network: dict[str, Any]
+    patch: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The fitted candidate and its estimate."""
+
+    rung: Rung
+    index: int
+    batch_size: int
+    checkpointing: bool
+    estimate: MemoryEstimate
+    fits: bool
+
+
+def interleave(patch_count: int, level_count: int) -> list[tuple[int, int]]:
+    """(patch index, level index) pairs growing both together, smallest first."""
+    pairs, p, q = [(0, 0)], 0, 0
+    while p < patch_count - 1 or q < level_count - 1:
+        grow_patch = q == level_count - 1 or (
+            p < patch_count - 1 and p * (level_count - 1) <= q * (patch_count - 1)
+        )
+        p, q = (p + 1, q) if grow_patch else (p, q + 1)
+        pairs.append((p, q))
+    return pairs
+
+
+def within(estimate: MemoryEstimate, budget: Budget) -> bool:
+    """Under the memory budget and, on the CPU, under the per-iteration compute cap."""
+    if estimate.total > budget.gpu_memory_gb * GB * USABLE_FRACTION:
+        return False
+    return budget.gflops_per_iteration is None or estimate.gflops <= budget.gflops_per_iteration
+
+
+def _estimate(rung: Rung, batch: int, budget: Budget, checkpointing: bool) -> MemoryEstimate:
+    return estimate_training_memory(rung.network, rung.patch, batch, budget.amp, checkpointing)
+
+
+def largest_fitting(count: int, fits: Callable[[int], bool]) -> int:
+    """Largest index in ``range(count)`` with ``fits`` true (monotone), or -1."""
+    low, high = -1, count - 1
+    while low < high:
+        middle = (low + high + 1) // 2
+        if fits(middle):
+            low = middle
+        else:
+            high = middle - 1
+    return low
+
+
+def fit_ladder(rungs: list[Rung], budget: Budget, max_batch: int, can_checkpoint: bool) -> Choice:
+    """Pick rung, batch size and checkpointing for a budget (see module docstring)."""
+    index = largest_fitting(
+        len(rungs), lambda i: within(_estimate(rungs[i], MIN_BATCH, budget, False), budget)
+    )
+    checkpointing = False
+    if index < 0:
+        index, checkpointing = 0, can_checkpoint
+    rung = rungs[index]
+    batch = MIN_BATCH
+    if index == len(rungs) - 1:
+        cap = max(MIN_BATCH, min(max_batch, MAX_BATCH))
+        offset = largest_fitting(
+            cap - MIN_BATCH + 1,
+            lambda k: within(_estimate(rung, MIN_BATCH + k, budget, checkpointing), budget),
+        )
+        batch = MIN_BATCH + max(offset, 0)
+    estimate = _estimate(rung, batch, budget, checkpointing)
+    return Choice(rung, index, batch, checkpointing, estimate, within(estimate, budget))

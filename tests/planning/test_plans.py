@@ -1,0 +1,192 @@
+"""Plans: golden files, monotone budgets, divisibility, determinism, overrides, schema."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from autoseg.data.atomic import read_json
+from autoseg.data.errors import InvalidInputError
+from autoseg.networks import build_network
+from autoseg.planning.device import Budget, resolve_budget
+from autoseg.planning.planner import plan_from_fingerprint
+from autoseg.planning.plans import apply_overrides, load_plans, write_plans
+from autoseg.planning.rules import target_spacing
+
+GOLDEN = Path(__file__).parent / "golden"
+BUDGETS_GB = (4, 8, 16, 24, 40, 80)
+
+
+def fingerprint(name: str) -> dict:
+    return read_json(GOLDEN / f"fingerprint_{name}.json")
+
+
+def gpu(memory_gb: float) -> Budget:
+    return Budget("cuda", float(memory_gb), "flag", True)
+
+
+@pytest.fixture(scope="module")
+def atlas_plans() -> dict:
+    """ATLAS-like plans at every test budget (planned once: the traces are cached)."""
+    return {gb: plan_from_fingerprint(fingerprint("atlas_1mm"), gpu(gb)) for gb in BUDGETS_GB}
+
+
+@pytest.mark.parametrize(
+    ("name", "golden"), [("atlas_1mm", "plans_atlas_1mm_8gb"), ("ct_thick", "plans_ct_thick_8gb")]
+)
+def test_plans_match_golden_file_byte_for_byte(name: str, golden: str, tmp_path: Path) -> None:
+    plans = plan_from_fingerprint(fingerprint(name), gpu(8))
+    write_plans(tmp_path / "plans.json", plans)
+    expected = (GOLDEN / f"{golden}.json").read_text()
+    assert (tmp_path / "plans.json").read_text() == expected
+
+
+def test_recommended_configuration_follows_the_data(atlas_plans: dict) -> None:
+    ct = plan_from_fingerprint(fingerprint("ct_thick"), gpu(8))
+    assert atlas_plans[8].payload["recommended_configuration"] == "3d_hybrid"
+    assert ct.payload["recommended_configuration"] == "2d_lcnn"
+    assert ct.configuration("2d_lcnn")["normalization"][0]["scheme"] == "ct"
+    assert ct.configuration("2d_lcnn")["normalization"][0]["clip_low"] == 2.0
+    assert atlas_plans[8].configuration("3d_hybrid")["normalization"][0]["scheme"] == "zscore_brain"
+
+
+@pytest.mark.parametrize("config", ["3d_hybrid", "2.5d_unet", "2d_lcnn"])
+def test_more_budget_never_gives_a_smaller_plan(atlas_plans: dict, config: str) -> None:
+    entries = [atlas_plans[gb].configuration(config) for gb in BUDGETS_GB]
+    for small, large in itertools.pairwise(entries):
+        assert all(a <= b for a, b in zip(small["patch_size"], large["patch_size"], strict=True))
+        assert small["parameters"] <= large["parameters"]
+        assert small["batch_size"] <= large["batch_size"]
+    assert entries[-1]["memory_estimate_gb"] > entries[0]["memory_estimate_gb"]
+
+
+def test_every_plan_fits_its_budget(atlas_plans: dict) -> None:
+    for gb, plans in atlas_plans.items():
+        for entry in plans.configurations.values():
+            assert entry["fits_budget"]
+            assert entry["memory_estimate_gb"] <= gb
+            assert entry["batch_size"] >= 2
+
+
+def test_hybrid_spans_the_atlas_stage_table(atlas_plans: dict) -> None:
+    small, large = (
+        atlas_plans[4].configuration("3d_hybrid"),
+        atlas_plans[80].configuration("3d_hybrid"),
+    )
+    assert large["parameters"] >= 22_000_000
+    assert math.prod(large["patch_size"]) >= 128**3
+    assert math.prod(small["patch_size"]) < math.prod(large["patch_size"])
+
+
+@pytest.mark.parametrize("gb", [4, 24])
+def test_patches_are_divisible_and_no_larger_than_the_image(atlas_plans: dict, gb: int) -> None:
+    for entry in atlas_plans[gb].configurations.values():
+        with torch.device("meta"):
+            network = build_network(entry["network"])
+        assert all(p % d == 0 for p, d in zip(entry["patch_size"], network.divisors, strict=True))
+    hybrid = atlas_plans[gb].configuration("3d_hybrid")["patch_size"]
+    assert all(p <= n for p, n in zip(hybrid, [145, 175, 140], strict=True))
+
+
+def test_cpu_default_plan_is_capped_by_compute() -> None:
+    plans = plan_from_fingerprint(fingerprint("atlas_1mm"), resolve_budget("cpu"))
+    assert plans.payload["gpu_memory_source"] == "default"
+    assert plans.payload["cpu_budget"]["gflops_per_iteration"] == 60.0
+    for entry in plans.configurations.values():
+        assert entry["gflops_per_iteration"] <= 60.0
+        assert entry["training"]["amp"] is False
+
+
+def test_planning_is_deterministic(atlas_plans: dict) -> None:
+    again = plan_from_fingerprint(fingerprint("atlas_1mm"), gpu(8))
+    assert again.text() == atlas_plans[8].text()
+    assert again.plans_id == atlas_plans[8].plans_id
+
+
+def test_overrides_are_recorded_and_change_the_id(atlas_plans: dict) -> None:
+    plans = atlas_plans[8]
+    changed = apply_overrides(plans, ["3d_hybrid.batch_size=4", "3d_hybrid.training.epochs=50"])
+    assert changed.configuration("3d_hybrid")["batch_size"] == 4
+    assert changed.configuration("3d_hybrid")["training"]["epochs"] == 50
+    assert changed.payload["overrides"] == [
+        "3d_hybrid.batch_size=4",
+        "3d_hybrid.training.epochs=50",
+    ]
+    assert changed.plans_id != plans.plans_id
+    assert plans.configuration("3d_hybrid")["batch_size"] == 2  # the original is untouched
+
+
+def test_spacing_override_moves_the_cache(atlas_plans: dict) -> None:
+    plans = atlas_plans[8]
+    changed = apply_overrides(plans, ["3d_hybrid.spacing_mm=[2.0, 2.0, 2.0]"])
+    assert (
+        changed.configuration("3d_hybrid")["data_id"] != plans.configuration("3d_hybrid")["data_id"]
+    )
+    assert changed.configuration("2d_lcnn")["data_id"] == plans.configuration("2d_lcnn")["data_id"]
+
+
+@pytest.mark.parametrize(
+    ("assignment", "message"),
+    [
+        ("3d_hybrid.batch_sise=4", "unknown key 'batch_sise'"),
+        ("3d_unet.batch_size=4", "unknown key '3d_unet'"),
+        ("3d_hybrid.batch_size=four", "expected int"),
+        ("3d_hybrid.batch_size", "expected key=value"),
+    ],
+)
+def test_bad_overrides_fail_clearly(atlas_plans: dict, assignment: str, message: str) -> None:
+    with pytest.raises(InvalidInputError, match=message):
+        apply_overrides(atlas_plans[8], [assignment])
+
+
+def test_load_round_trip_and_schema_errors(atlas_plans: dict, tmp_path: Path) -> None:
+    path = tmp_path / "plans.json"
+    write_plans(path, atlas_plans[8])
+    assert load_plans(path).plans_id == atlas_plans[8].plans_id
+    payload = json.loads(path.read_text())
+    payload["schema_version"] = 99
+    del payload["configurations"]["3d_hybrid"]["patch_size"]
+    path.write_text(json.dumps(payload))
+    with pytest.raises(InvalidInputError) as error:
+        load_plans(path)
+    problems = error.value.problems
+    assert len(problems) == 2  # every problem at once, each naming the file
+    assert "schema_version 99 is not supported" in problems[0]
+    assert problems[1].endswith("configurations.3d_hybrid: missing 'patch_size'")
+    assert all(line.startswith(str(path)) for line in problems)
+
+
+def test_hand_edit_gets_a_new_id(atlas_plans: dict, tmp_path: Path) -> None:
+    path = tmp_path / "plans.json"
+    payload = atlas_plans[8].to_json()
+    payload["configurations"]["2d_lcnn"]["batch_size"] = 3
+    path.write_text(json.dumps(payload))
+    assert load_plans(path).plans_id != atlas_plans[8].plans_id
+
+
+def test_thick_axis_rule_uses_a_finer_percentile() -> None:
+    thick = fingerprint("ct_thick")
+    thick["spacing_mm"]["percentile_10"][0] = 3.0
+    assert target_spacing(thick) == [3.0, 0.49, 0.49]
+    thick["shape_after_crop"]["median"][0] = 200  # enough slices: keep the median
+    assert target_spacing(thick) == [5.0, 0.49, 0.49]
+
+
+@pytest.mark.slow  # traces all three networks cold on the CPU budget (~10 s)
+def test_plan_dataset_writes_fingerprint_and_plans(tiny_dataset: Path, tmp_path: Path) -> None:
+    from autoseg.data.workspace import Workspace
+    from autoseg.planning.planner import plan_dataset
+
+    workspace = Workspace(tiny_dataset.parent, tmp_path / "pre", tmp_path / "results")
+    plans = plan_dataset(
+        workspace, "Tiny", device="cpu", overrides=["2d_lcnn.batch_size=3"], progress=False
+    )
+    written = load_plans(tmp_path / "pre" / "Tiny" / "plans.json")
+    assert written.plans_id == plans.plans_id
+    assert written.configuration("2d_lcnn")["batch_size"] == 3
+    assert (tmp_path / "pre" / "Tiny" / "fingerprint.json").is_file()
