@@ -248,6 +248,490 @@ def plan_main(argv: Sequence[str] | None = None) -> int:
     return _parse_and_run(plan_parser(), _plan, argv)
 
 
+# --- autoseg_train -----------------------------------------------------------------------
+
+
+def train_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="autoseg_train",
+        description="Train one fold of a configuration from plans.json, then predict and "
+        "score the fold's validation cases (fold/validation/summary.json).",
+    )
+    parser.add_argument("dataset", help="dataset name (or nnU-Net id)")
+    parser.add_argument("configuration", help="3d_hybrid, 2.5d_unet or 2d_lcnn")
+    parser.add_argument("fold", help="fold of splits.json (0-4) or 'all'")
+    parser.add_argument(
+        "--continue",
+        dest="continue_training",
+        action="store_true",
+        help="resume from checkpoint_latest.pt",
+    )
+    parser.add_argument("--overwrite", action="store_true", help="start a finished fold afresh")
+    parser.add_argument("--epochs", type=int, help="override the plans' epochs")
+    parser.add_argument("--iters-per-epoch", type=int, help="override iterations per epoch")
+    parser.add_argument("--max-minutes", type=float, help="stop training after this long")
+    parser.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cuda, cpu")
+    parser.add_argument("-nw", "--num-workers", type=int, help="loader processes (0: inline)")
+    parser.add_argument("--pretrained", type=Path, help="checkpoint to initialise from")
+    parser.add_argument("--freeze", choices=("encoder",), help="freeze part of the network")
+    parser.add_argument("--tracker", choices=("mlflow", "wandb"), help="also log to a tracker")
+    parser.add_argument("--tracking-uri", help="MLflow URI (or $MLFLOW_TRACKING_URI)")
+    parser.add_argument("--seed", type=int, default=12345, help="initialisation and batches")
+    parser.add_argument("--no-amp", action="store_true", help="full precision on CUDA")
+    parser.add_argument(
+        "--checkpoint-minutes",
+        type=float,
+        default=30.0,
+        help="also write checkpoint_latest.pt this often within an epoch",
+    )
+    parser.add_argument(
+        "--early-stopping",
+        type=int,
+        metavar="EPOCHS",
+        help="stop after this many epochs without EMA Dice improvement",
+    )
+    parser.add_argument(
+        "--patch-growth",
+        type=float,
+        metavar="FRACTION",
+        help="start with this fraction of the planned patch, growing to it",
+    )
+    parser.add_argument("--num-gpus", type=int, default=1, help="> 1: relaunch under torchrun")
+    parser.add_argument("--val-only", action="store_true", help="redo the validation only")
+    parser.add_argument(
+        "--skip-validation",
+        action="store_true",
+        help="do not predict the validation cases at the end",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_workspace_flags(parser)
+    return parser
+
+
+def _fold(text: str) -> int | str:
+    if text == "all":
+        return text
+    if not text.isdigit():
+        raise InvalidInputError(f"fold must be a number or 'all', not '{text}'")
+    return int(text)
+
+
+def _relaunch_with_torchrun(num_gpus: int, argv: Sequence[str]) -> int:
+    """``--num-gpus N``: run the same command as N DDP processes under torchrun."""
+    import subprocess
+
+    rest = [a for i, a in enumerate(argv) if a != "--num-gpus" and argv[i - 1] != "--num-gpus"]
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               f"--nproc_per_node={num_gpus}", "-m", "autoseg.training", *rest]  # fmt: skip
+    return subprocess.call(command)
+
+
+def _train_options(args: argparse.Namespace, environ: Mapping[str, str]):
+    from autoseg.pipeline.training import TrainOptions
+    from autoseg.training.distributed import context_from_env
+
+    return TrainOptions(
+        epochs=args.epochs,
+        iterations_per_epoch=args.iters_per_epoch,
+        device=args.device,
+        num_workers=args.num_workers,
+        continue_training=args.continue_training,
+        overwrite=args.overwrite,
+        pretrained=args.pretrained,
+        freeze=args.freeze,
+        tracker=args.tracker,
+        tracking_uri=args.tracking_uri or environ.get("MLFLOW_TRACKING_URI"),
+        seed=args.seed,
+        amp=not args.no_amp,
+        checkpoint_minutes=args.checkpoint_minutes,
+        max_minutes=args.max_minutes,
+        early_stopping_patience=args.early_stopping,
+        patch_growth=args.patch_growth,
+        progress=not args.no_progress,
+        distributed=context_from_env(environ),
+    )
+
+
+def _train(args: argparse.Namespace) -> int:
+    from autoseg.pipeline.training import train_fold
+    from autoseg.pipeline.validation import validate_fold
+    from autoseg.training.distributed import shutdown_distributed
+    from autoseg.training.trainer import EXIT_INTERRUPTED, TrainingInterrupted
+
+    fold = _fold(args.fold)
+    options = _train_options(args, os.environ)
+    try:
+        if not args.val_only:
+            folder = train_fold(args.workspace, args.dataset, args.configuration, fold, options)
+            print(f"trained -> {folder}")
+    except TrainingInterrupted as interrupted:
+        print(f"interrupted: {interrupted}; resume with --continue", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        shutdown_distributed()
+    if options.distributed.rank == 0 and not args.skip_validation:
+        summary = validate_fold(
+            args.workspace,
+            args.dataset,
+            args.configuration,
+            fold,
+            device=args.device,
+            progress=not args.no_progress,
+        )
+        if summary is not None:
+            print(
+                f"validation Dice {_number(summary['mean'].get('dice'))} "
+                f"({summary['num_cases']} cases)"
+            )
+    return EXIT_OK
+
+
+def train_main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = train_parser().parse_args(argv)
+    if args.num_gpus > 1:
+        return _relaunch_with_torchrun(args.num_gpus, argv)
+    args.workspace = workspace_from(args, os.environ)
+    return run(_train, args)
+
+
+# --- autoseg_slurm -----------------------------------------------------------------------
+
+
+def slurm_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="autoseg_slurm",
+        description="Write an sbatch array script that trains folds on a SLURM cluster "
+        "(one task per fold, requeued on preemption, resuming with --continue).",
+    )
+    parser.add_argument("dataset", help="dataset name")
+    parser.add_argument("configuration", help="configuration to train")
+    parser.add_argument("--folds", nargs="+", default=["0", "1", "2", "3", "4"])
+    parser.add_argument("-o", "--output", type=Path, help="script path (default: ./train_*.sbatch)")
+    parser.add_argument("--partition", help="SLURM partition")
+    parser.add_argument("--gpus", type=int, default=1, help="GPUs per task")
+    parser.add_argument("--cpus", type=int, default=8, help="CPUs per task")
+    parser.add_argument("--mem", default="64G", help="memory per task")
+    parser.add_argument("--time", default="24:00:00", help="time limit per task")
+    parser.add_argument("extra", nargs=argparse.REMAINDER, help="-- extra autoseg_train flags")
+    return parser
+
+
+def _slurm(args: argparse.Namespace) -> int:
+    from autoseg.pipeline.slurm import write_slurm_script
+
+    output = args.output or Path(f"train_{args.dataset}_{args.configuration}.sbatch")
+    extra = [a for a in args.extra if a != "--"]
+    path = write_slurm_script(
+        args.dataset,
+        args.configuration,
+        [_fold(f) for f in args.folds],
+        output,
+        partition=args.partition,
+        gpus=args.gpus,
+        cpus=args.cpus,
+        mem=args.mem,
+        time=args.time,
+        extra_args=extra,
+    )
+    print(f"wrote {path or output}; submit with: sbatch {path or output}")
+    return EXIT_OK
+
+
+def slurm_main(argv: Sequence[str] | None = None) -> int:
+    return _parse_and_run(slurm_parser(), _slurm, argv)
+
+
+# --- autoseg_predict ---------------------------------------------------------------------
+
+
+def predict_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="autoseg_predict",
+        description="Segment a folder of images with trained folds (sliding window, "
+        "Gaussian weighting, mirroring TTA, fold/configuration ensemble) and write label "
+        "maps in each input's own geometry.",
+    )
+    parser.add_argument("-i", "--input", type=Path, required=True, help="images to segment")
+    parser.add_argument("-o", "--output", type=Path, required=True, help="folder to write")
+    parser.add_argument("-d", "--dataset", help="trained dataset (uses results/NAME)")
+    parser.add_argument("-m", "--model", type=Path, help="a model zip from autoseg_export")
+    parser.add_argument("-c", "--configurations", nargs="+", help="default: find_best's choice")
+    parser.add_argument("-f", "--folds", nargs="+", help="default: every trained fold")
+    parser.add_argument("--checkpoint", choices=("final", "best"), help="default: final")
+    parser.add_argument("--step", type=float, help="window step as a fraction of the patch")
+    parser.add_argument("--disable-tta", action="store_true", help="no mirroring TTA")
+    parser.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cuda, cpu")
+    parser.add_argument("--save-probabilities", action="store_true", help="also write .npz")
+    parser.add_argument(
+        "--save-uncertainty",
+        action="store_true",
+        help="entropy and fold-disagreement maps, per-lesion confidence",
+    )
+    parser.add_argument(
+        "--continue", dest="resume", action="store_true", help="skip cases whose output exists"
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    parser.add_argument("--num-parts", type=int, default=1, help="split the inputs in N parts")
+    parser.add_argument("--part-id", type=int, default=0, help="which part this process does")
+    parser.add_argument(
+        "--source",
+        choices=("png-slices", "npy"),
+        help="inputs in a converter's layout instead of NIfTI/MHA files",
+    )
+    parser.add_argument(
+        "--spacing",
+        type=float,
+        nargs=3,
+        metavar=("Z", "Y", "X"),
+        help="voxel size for --source inputs without one",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_workspace_flags(parser)
+    return parser
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from autoseg.pipeline.predict import predict
+
+    if not args.dataset and not args.model:
+        raise InvalidInputError("give the trained dataset (-d NAME) or a model zip (-m FILE)")
+    written = predict(
+        args.workspace,
+        args.dataset,
+        args.input,
+        args.output,
+        configurations=args.configurations,
+        folds=[_fold(f) for f in args.folds] if args.folds else None,
+        model_zip=args.model,
+        step=args.step,
+        disable_tta=args.disable_tta,
+        device=args.device,
+        save_probabilities=args.save_probabilities,
+        save_uncertainty=args.save_uncertainty,
+        overwrite=args.overwrite,
+        resume=args.resume,
+        num_parts=args.num_parts,
+        part_id=args.part_id,
+        checkpoint=args.checkpoint,
+        source=args.source,
+        spacing=tuple(args.spacing) if args.spacing else None,
+        progress=not args.no_progress,
+    )
+    print(f"predicted {len(written)} cases -> {args.output}")
+    return EXIT_OK
+
+
+def predict_main(argv: Sequence[str] | None = None) -> int:
+    return _parse_and_run(predict_parser(), _predict, argv)
+
+
+# --- autoseg_export ----------------------------------------------------------------------
+
+
+def export_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="autoseg_export",
+        description="Package trained folds as a model zip (weights, plans, dataset.json, "
+        "inference contract) for offline use with autoseg_predict -m, or one fold as ONNX.",
+    )
+    parser.add_argument("-d", "--dataset", required=True, help="trained dataset")
+    parser.add_argument("-c", "--configurations", nargs="+", help="default: find_best's choice")
+    parser.add_argument("-f", "--folds", nargs="+", help="default: every trained fold")
+    parser.add_argument("-o", "--output", type=Path, help="model zip to write")
+    parser.add_argument("--onnx", type=Path, help="write one fold as ONNX (+ contract JSON)")
+    parser.add_argument("--checkpoint", choices=("final", "best"), default="final")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing zip")
+    add_workspace_flags(parser)
+    return parser
+
+
+def _export(args: argparse.Namespace) -> int:
+    from autoseg.pipeline.export import export_model_zip, export_onnx_from_results
+    from autoseg.pipeline.model import results_folder
+
+    if not args.output and not args.onnx:
+        raise InvalidInputError("give -o model.zip and/or --onnx model.onnx")
+    results = results_folder(args.workspace, args.dataset)
+    folds = [_fold(f) for f in args.folds] if args.folds else None
+    if args.output:
+        path = export_model_zip(
+            results,
+            args.configurations,
+            folds,
+            args.output,
+            checkpoint=args.checkpoint,
+            overwrite=args.overwrite,
+        )
+        print(f"model zip: {path}")
+    if args.onnx:
+        if not args.configurations or len(args.configurations) != 1 or not folds or len(folds) != 1:
+            raise InvalidInputError(
+                "--onnx exports one network: give one -c CONFIG and one -f FOLD"
+            )
+        onnx_path, contract = export_onnx_from_results(
+            results, args.configurations[0], folds[0], args.onnx, checkpoint=args.checkpoint
+        )
+        print(f"onnx: {onnx_path} (contract {contract})")
+    return EXIT_OK
+
+
+def export_main(argv: Sequence[str] | None = None) -> int:
+    return _parse_and_run(export_parser(), _export, argv)
+
+
+# --- autoseg_find_best -------------------------------------------------------------------
+
+
+def find_best_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="autoseg_find_best",
+        description="Compare configurations and 2-configuration ensembles on cross-"
+        "validation, choose postprocessing on CV, and record the winner in "
+        "results/NAME/inference.json for autoseg_predict.",
+    )
+    parser.add_argument("dataset", help="trained dataset")
+    parser.add_argument("-c", "--configurations", nargs="+", help="default: every trained one")
+    parser.add_argument("--convention", choices=("isles22", "atlas"), default="isles22")
+    parser.add_argument("--checkpoint", choices=("final", "best"), default="final")
+    add_workspace_flags(parser)
+    return parser
+
+
+def _find_best(args: argparse.Namespace) -> int:
+    from autoseg.pipeline.find_best import find_best, format_table
+
+    payload = find_best(
+        args.workspace,
+        args.dataset,
+        configurations=args.configurations,
+        convention=args.convention,
+        checkpoint=args.checkpoint,
+    )
+    print(format_table(payload))
+    return EXIT_OK
+
+
+def find_best_main(argv: Sequence[str] | None = None) -> int:
+    return _parse_and_run(find_best_parser(), _find_best, argv)
+
+
+# --- autoseg_ensemble --------------------------------------------------------------------
+
+
+def ensemble_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="autoseg_ensemble",
+        description="Average the saved probabilities (--save-probabilities) of several "
+        "prediction folders and write the ensemble's label maps.",
+    )
+    parser.add_argument("-i", "--inputs", type=Path, nargs="+", required=True)
+    parser.add_argument("-o", "--output", type=Path, required=True)
+    parser.add_argument("--reference", type=Path, help="images giving the geometry if needed")
+    parser.add_argument("--save-probabilities", action="store_true")
+    parser.add_argument("--continue", dest="resume", action="store_true")
+    parser.add_argument("--overwrite", action="store_true")
+    return parser
+
+
+def _ensemble(args: argparse.Namespace) -> int:
+    from autoseg.inference.ensemble import ensemble_folders
+
+    written = ensemble_folders(
+        args.inputs,
+        args.output,
+        reference_dir=args.reference,
+        save_probabilities=args.save_probabilities,
+        overwrite=args.overwrite,
+        resume=args.resume,
+    )
+    print(f"ensembled {len(written)} cases -> {args.output}")
+    return EXIT_OK
+
+
+def ensemble_main(argv: Sequence[str] | None = None) -> int:
+    return _parse_and_run(ensemble_parser(), _ensemble, argv)
+
+
+# --- autoseg_report ----------------------------------------------------------------------
+
+
+def report_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="autoseg_report",
+        description="Write one self-contained HTML report of a dataset (no network, no "
+        "external files): fingerprint, plans, training curves, cross-validation, test "
+        "metrics and per-case overlays worst-first with missed and false-positive lesions.",
+    )
+    parser.add_argument("-d", "--dataset", required=True, help="dataset name")
+    parser.add_argument("-o", "--output", type=Path, help="default results/NAME/report.html")
+    parser.add_argument("--metrics", type=Path, help="default results/NAME/test/metrics.json")
+    parser.add_argument("--images", type=Path, help="default raw/NAME/imagesTs or imagesTr")
+    parser.add_argument("--predictions", type=Path, help="default results/NAME/test/predictions")
+    parser.add_argument("--references", type=Path, help="default raw/NAME/labelsTs or labelsTr")
+    parser.add_argument("--max-cases", type=int, default=20, help="overlays of the N worst cases")
+    add_workspace_flags(parser)
+    return parser
+
+
+def _report(args: argparse.Namespace) -> int:
+    from autoseg.reporting.report import write_report
+
+    path = write_report(
+        args.workspace,
+        args.dataset,
+        output_path=args.output,
+        metrics_path=args.metrics,
+        images_dir=args.images,
+        predictions_dir=args.predictions,
+        references_dir=args.references,
+        max_cases=args.max_cases,
+    )
+    print(f"report: {path}")
+    return EXIT_OK
+
+
+def report_main(argv: Sequence[str] | None = None) -> int:
+    return _parse_and_run(report_parser(), _report, argv)
+
+
+# --- autoseg_visualize -------------------------------------------------------------------
+
+
+def visualize_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="autoseg_visualize",
+        description="Draw one case: axial slices through the largest lesion with the "
+        "reference outline (green) and the prediction outline (red), as a PNG.",
+    )
+    parser.add_argument("image", type=Path, help="image (first channel file)")
+    parser.add_argument("prediction", type=Path, help="predicted label map")
+    parser.add_argument("--ref", type=Path, help="reference label map")
+    parser.add_argument("--uncertainty", type=Path, help="<case>_uncertainty volume")
+    parser.add_argument("--slice", type=int, help="axial (z) index; default: through the lesion")
+    parser.add_argument("-o", "--output", type=Path, required=True, help="PNG to write")
+    return parser
+
+
+def _visualize(args: argparse.Namespace) -> int:
+    from autoseg.reporting.overlay import draw_overlay
+
+    path = draw_overlay(
+        args.image,
+        args.prediction,
+        args.output,
+        reference_path=args.ref,
+        slice_index=args.slice,
+        uncertainty_path=args.uncertainty,
+    )
+    print(f"overlay: {path}")
+    return EXIT_OK
+
+
+def visualize_main(argv: Sequence[str] | None = None) -> int:
+    return _parse_and_run(visualize_parser(), _visualize, argv)
+
+
 # --- autoseg_evaluate --------------------------------------------------------------------
 
 

@@ -1,0 +1,238 @@
+"""Sharing a model: a zip of trained folds (``autoseg_export``) and ONNX export.
+
+The zip holds, per configuration, ``<CONFIG>/plans.json``, ``<CONFIG>/dataset.json`` and
+``<CONFIG>/fold_<k>/checkpoint_<final|best>.pt`` (weights, network spec and plans_id
+only: optimiser and RNG states are dropped), plus ``inference_contract.json`` at the top:
+the autoseg version, the configurations and folds of the ensemble, its postprocessing, and
+per configuration everything a reimplementation needs (spacing, normalisation, patch,
+step, mirror axes, labels, channels). ``-m model.zip`` predicts from it with no dataset and
+no network access; members are checked before extraction (no absolute paths, no ``..``,
+no links), so a crafted zip cannot write outside its temporary folder.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import stat
+import tempfile
+import zipfile
+from collections.abc import Sequence
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import torch
+
+import autoseg
+from autoseg.data.atomic import atomic_path, read_json, write_json
+from autoseg.data.errors import InvalidInputError
+from autoseg.networks.export import export_onnx
+from autoseg.pipeline.model import (
+    TrainedModel,
+    fold_id,
+    fold_json,
+    load_model_folder,
+    resolve_choice,
+)
+from autoseg.training.checkpoint import load_checkpoint
+
+CONTRACT_NAME = "inference_contract.json"
+CONTRACT_FORMAT = 1
+KEPT_CHECKPOINT_KEYS = ("model", "network", "plans_id", "configuration", "dataset", "fold",
+                        "epoch", "format_version")  # fmt: skip
+
+
+def configuration_contract(model: TrainedModel) -> dict[str, Any]:
+    """What predicting with one configuration depends on, as plain JSON."""
+    settings = model.settings
+    return {
+        "plans_id": model.plans_id,
+        "spacing_mm": list(model.spec.spacing_mm),
+        "preprocessing": model.spec.to_json(),
+        "patch_size": list(settings.patch_size),
+        "slices": settings.slices,
+        "step": settings.step,
+        "gaussian": settings.gaussian,
+        "gaussian_sigma_scale": settings.sigma_scale,
+        "mirror_axes": list(settings.mirror_axes),
+        "num_classes": model.num_classes,
+        "in_channels": int(model.entry["network"]["kwargs"].get("in_channels", 0)),
+        "network": model.entry["network"]["name"],
+        "folds": [fold_json(f) for f in model.folds],
+    }
+
+
+def inference_contract(
+    models: Sequence[TrainedModel], postprocessing: dict[str, Any], checkpoint: str
+) -> dict[str, Any]:
+    """The top-level contract of an exported ensemble."""
+    return {
+        "format": "autoseg-model",
+        "format_version": CONTRACT_FORMAT,
+        "autoseg_version": autoseg.__version__,
+        "checkpoint": checkpoint,
+        "configurations": [m.configuration for m in models],
+        "postprocessing": dict(postprocessing),
+        "labels": models[0].labels,
+        "channel_names": models[0].channel_names,
+        "per_configuration": {m.configuration: configuration_contract(m) for m in models},
+    }
+
+
+def _slim_checkpoint(path: Path) -> bytes:
+    """A checkpoint with what inference needs only (weights, spec, plans_id)."""
+    payload = load_checkpoint(path)
+    buffer = io.BytesIO()
+    torch.save({k: payload[k] for k in KEPT_CHECKPOINT_KEYS if k in payload}, buffer)
+    return buffer.getvalue()
+
+
+def _write_configuration(archive: zipfile.ZipFile, model: TrainedModel, checkpoint: str) -> None:
+    name, folder = model.configuration, model.source
+    for json_name in ("plans.json", "dataset.json"):
+        archive.write(folder / json_name, f"{name}/{json_name}")
+    for fold in model.folds:
+        member = f"{name}/fold_{fold}/checkpoint_{checkpoint}.pt"
+        archive.writestr(
+            member, _slim_checkpoint(folder / f"fold_{fold}" / f"checkpoint_{checkpoint}.pt")
+        )
+
+
+def export_model_zip(
+    results_dir: str | os.PathLike,
+    configurations: Sequence[str] | None,
+    folds: Sequence[int | str] | None,
+    output_zip: str | os.PathLike,
+    checkpoint: str | None = "final",
+    overwrite: bool = False,
+) -> Path:
+    """Write trained folds of ``results/<NAME>`` as a shareable zip (``autoseg_export``).
+
+    Args:
+        results_dir: ``results/<NAME>``.
+        configurations: configurations to include; None: find_best's choice
+            (inference.json, with its postprocessing), else the recommended one.
+        folds: folds to include; None: inference.json's, else every trained fold.
+        output_zip: the zip to write (atomically).
+        checkpoint: ``final`` or ``best``; None: inference.json's choice.
+        overwrite: replace an existing zip.
+
+    Returns:
+        The zip path.
+
+    Raises:
+        InvalidInputError: nothing trained, missing folds, or an existing zip.
+    """
+    results_dir, output_zip = Path(results_dir), Path(output_zip)
+    if output_zip.exists() and not overwrite:
+        raise InvalidInputError(f"{output_zip}: exists (use --overwrite to replace it)")
+    names, folds, post, checkpoint = resolve_choice(results_dir, configurations, folds, checkpoint)
+    models = [load_model_folder(results_dir / n, folds, checkpoint, "cpu") for n in names]
+    contract = inference_contract(models, post, checkpoint)
+    contract["dataset"] = results_dir.name
+    with atomic_path(output_zip) as temp, zipfile.ZipFile(temp, "w", zipfile.ZIP_DEFLATED) as zf:
+        for model in models:
+            _write_configuration(zf, model, checkpoint)
+        zf.writestr(CONTRACT_NAME, _json_text(contract))
+    return output_zip
+
+
+def _json_text(payload: Any) -> str:
+    return json.dumps(payload, indent=2, sort_keys=True) + "\n"
+
+
+def _member_problem(info: zipfile.ZipInfo) -> str | None:
+    """Why a member may not be extracted (path traversal, absolute path, link), or None."""
+    name = info.filename
+    path = PurePosixPath(name.replace("\\", "/"))
+    if path.is_absolute() or name.startswith(("/", "\\")) or ":" in path.parts[0]:
+        return f"absolute path '{name}'"
+    if ".." in path.parts:
+        return f"path leaving the archive '{name}'"
+    if stat.S_ISLNK(info.external_attr >> 16):
+        return f"symbolic link '{name}'"
+    return None
+
+
+def safe_extract(zip_path: Path, target: Path) -> None:
+    """Extract every member under ``target``, refusing the zip if any member could escape.
+
+    Raises:
+        InvalidInputError: an unreadable zip, or unsafe members (each listed).
+    """
+    try:
+        archive = zipfile.ZipFile(zip_path)
+    except (zipfile.BadZipFile, OSError) as error:
+        raise InvalidInputError(f"{zip_path}: not a readable zip ({error})") from error
+    with archive:
+        infos = archive.infolist()
+        problems = [f"{zip_path}: refused: {p}" for i in infos if (p := _member_problem(i))]
+        if problems:
+            raise InvalidInputError(problems)
+        root = target.resolve()
+        for info in infos:
+            destination = (root / info.filename).resolve()
+            if root != destination and root not in destination.parents:
+                raise InvalidInputError(
+                    f"{zip_path}: refused: '{info.filename}' leaves the archive"
+                )
+            archive.extract(info, root)
+
+
+def load_model_zip(
+    path: str | os.PathLike, device: str = "cpu"
+) -> tuple[list[TrainedModel], dict[str, Any]]:
+    """The models of an exported zip and the postprocessing of their ensemble (offline).
+
+    Raises:
+        InvalidInputError: an unsafe or incomplete zip, or checkpoints not matching their
+            plans.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InvalidInputError(f"{path}: model zip not found")
+    with tempfile.TemporaryDirectory(prefix="autoseg-model-") as tmp:
+        safe_extract(path, Path(tmp))
+        contract_path = Path(tmp) / CONTRACT_NAME
+        if not contract_path.is_file():
+            raise InvalidInputError(f"{path}: no {CONTRACT_NAME} (not an autoseg model zip)")
+        contract = read_json(contract_path)
+        per = contract.get("per_configuration", {})
+        models = [
+            load_model_folder(Path(tmp) / name, per.get(name, {}).get("folds"),
+                              contract.get("checkpoint", "final"), device)
+            for name in contract.get("configurations", [])
+        ]  # fmt: skip
+    if not models:
+        raise InvalidInputError(f"{path}: the contract names no configuration")
+    return models, dict(contract.get("postprocessing") or {})
+
+
+def export_onnx_from_results(
+    results_dir: str | os.PathLike,
+    configuration: str,
+    fold: int | str,
+    output_onnx: str | os.PathLike,
+    checkpoint: str = "final",
+) -> tuple[Path, Path]:
+    """One fold's network as ONNX, with the inference contract as JSON beside it.
+
+    ``autoseg_export -d NAME -c CONFIG -f FOLD --onnx out.onnx`` writes ``out.onnx`` and
+    ``out.json``: the graph computes one window's logits; preprocessing, sliding window,
+    TTA and postprocessing are what the JSON describes.
+
+    Returns:
+        The ONNX and JSON paths.
+    """
+    results_dir, output_onnx = Path(results_dir), Path(output_onnx)
+    model = load_model_folder(results_dir / configuration, [fold_id(fold)], checkpoint, "cpu")
+    contract = inference_contract([model], {}, checkpoint)
+    contract.update(dataset=results_dir.name, onnx={"input": "image", "output": "logits"})
+    block = contract["per_configuration"][configuration]
+    output_onnx.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(output_onnx) as temp:
+        export_onnx(model.networks[0], block["in_channels"], block["patch_size"], temp)
+    json_path = output_onnx.with_suffix(".json")
+    write_json(json_path, contract)
+    return output_onnx, json_path

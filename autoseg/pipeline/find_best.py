@@ -1,0 +1,247 @@
+"""``autoseg_find_best``: compare configurations and their ensembles on cross-validation.
+
+Every configuration's CV result pools the per-case metrics of its folds' validation
+summaries (``fold_<k>/validation/summary.json``), so folds of unequal size weigh by case.
+Every pair of configurations is ensembled fold by fold from the saved validation
+probabilities into ``results/<NAME>/ensembles/<a>+<b>/fold_<k>/`` and scored the same way.
+The best candidate has the highest mean Dice (ties: lesion-wise F1); its postprocessing is
+then chosen on the same validation cases (:mod:`autoseg.pipeline.cv_postprocessing`).
+
+Writes ``results/<NAME>/find_best.json`` (every candidate, the winner, the postprocessing
+search) and ``results/<NAME>/inference.json`` (what a plain ``autoseg_predict -d NAME``
+uses), both atomically.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from autoseg.data.atomic import read_json, write_json
+from autoseg.data.errors import InvalidInputError
+from autoseg.data.layout import RawDataset
+from autoseg.data.workspace import Workspace
+from autoseg.evaluation.summary import CaseResult, summarise
+from autoseg.inference.ensemble import ensemble_folders, probability_files
+from autoseg.pipeline.cv_postprocessing import search_postprocessing
+from autoseg.pipeline.model import INFERENCE_JSON, fold_json, read_dataset_json, results_folder
+from autoseg.pipeline.validation import (
+    SUMMARY_NAME,
+    VALIDATION_FOLDER,
+    evaluate_cases,
+    foreground_labels,
+    load_splits,
+    open_raw,
+    validation_ids,
+)
+
+FIND_BEST_JSON = "find_best.json"
+ENSEMBLES_FOLDER = "ensembles"
+TABLE_METRICS = (("dice", "Dice"), ("hd95_mm", "HD95 mm"), ("lesion_f1", "lesion F1"),
+                 ("abs_volume_diff_ml", "|dV| ml"))  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A configuration or an ensemble, with its validation folders and CV summary."""
+
+    name: str
+    configurations: tuple[str, ...]
+    folds: tuple[str, ...]
+    folders: tuple[Path, ...]
+    summary: dict[str, Any]
+
+    def score(self) -> tuple[float, float]:
+        """Mean Dice, then mean lesion F1 (NaN-free: a missing value ranks last)."""
+        mean = self.summary["mean"]
+        return tuple(  # type: ignore[return-value]
+            -math.inf if mean.get(k) is None else float(mean[k]) for k in ("dice", "lesion_f1")
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "configurations": list(self.configurations),
+            "folds": [fold_json(f) for f in self.folds],
+            "num_cases": self.summary["num_cases"],
+            "mean": self.summary["mean"],
+            "mean_nonempty_reference": self.summary["mean_nonempty_reference"],
+        }
+
+
+def _case_result(case: dict[str, Any]) -> CaseResult:
+    """A per-case entry of summary.json back as a CaseResult (null -> NaN)."""
+    metrics = {
+        int(label): {k: math.nan if v is None else float(v) for k, v in values.items()}
+        for label, values in case["metrics"].items()
+    }
+    voxels = {int(k): int(v) for k, v in case.get("reference_voxels", {}).items()}
+    return CaseResult(case["case_id"], case["reference_file"], case["prediction_file"],
+                      metrics, voxels)  # fmt: skip
+
+
+def pooled_summary(summary_files: Sequence[Path]) -> dict[str, Any]:
+    """One summary over the cases of several fold summaries."""
+    summaries = [read_json(path) for path in summary_files]
+    labels = sorted({int(label) for s in summaries for label in s["labels"]})
+    cases = [_case_result(case) for s in summaries for case in s["cases"]]
+    return summarise(cases, labels)
+
+
+def configuration_candidate(
+    results: Path, name: str, num_folds: int, notes: list[str]
+) -> Candidate | None:
+    """A configuration's CV candidate from the folds that have a validation summary."""
+    folders = {str(k): results / name / f"fold_{k}" / VALIDATION_FOLDER for k in range(num_folds)}
+    done = {k: f for k, f in folders.items() if (f / SUMMARY_NAME).is_file()}
+    if not done:
+        notes.append(f"{name}: no fold has {VALIDATION_FOLDER}/{SUMMARY_NAME}; skipped")
+        return None
+    if len(done) < num_folds:
+        notes.append(f"{name}: only folds {', '.join(done)} of {num_folds} validated; "
+                     "its CV rests on those")  # fmt: skip
+    summary = pooled_summary([f / SUMMARY_NAME for f in done.values()])
+    return Candidate(name, (name,), tuple(done), tuple(done.values()), summary)
+
+
+def ensemble_candidate(
+    results: Path,
+    pair: tuple[Candidate, Candidate],
+    raw: RawDataset,
+    splits: list[dict[str, list[str]]],
+    evaluation: dict[str, Any],
+    notes: list[str],
+) -> Candidate | None:
+    """Average two configurations' validation probabilities fold by fold and score them."""
+    a, b = pair
+    name = f"{a.name}+{b.name}"
+    common = [f for f in a.folds if f in b.folds]
+    usable = [
+        f for f in common if all(probability_files(c.folders[c.folds.index(f)]) for c in (a, b))
+    ]
+    if not usable:
+        notes.append(f"{name}: no fold with saved probabilities in both; not ensembled")
+        return None
+    folders = []
+    for fold in usable:
+        out = results / ENSEMBLES_FOLDER / name / f"fold_{fold}"
+        inputs = [c.folders[c.folds.index(fold)] for c in (a, b)]
+        ensemble_folders(inputs, out, save_probabilities=True, overwrite=True)
+        ids = validation_ids(splits, fold, results)
+        evaluate_cases(raw, ids, out, out / SUMMARY_NAME, **evaluation)
+        folders.append(out)
+    summary = pooled_summary([f / SUMMARY_NAME for f in folders])
+    return Candidate(name, (a.name, b.name), tuple(usable), tuple(folders), summary)
+
+
+def list_configurations(results: Path) -> list[str]:
+    """Configuration folders of ``results/<NAME>`` (those holding a plans.json copy)."""
+    return sorted(p.name for p in results.iterdir() if p.is_dir() and (p / "plans.json").is_file())
+
+
+def _candidates(
+    workspace: Workspace, results: Path, names: Sequence[str], convention: str, notes: list[str]
+) -> list[Candidate]:
+    splits = load_splits(workspace, results.name)
+    single = [c for n in names if (c := configuration_candidate(results, n, len(splits), notes))]
+    if not single:
+        raise InvalidInputError(
+            f"{results}: no configuration has validation summaries "
+            "(train folds, or run autoseg_train --val-only)"
+        )
+    raw = open_raw(workspace, results.name)
+    labels = foreground_labels(read_dataset_json(results / single[0].name)[0])
+    evaluation = {"labels": labels, "convention": convention}
+    pairs = [
+        c
+        for pair in itertools.combinations(single, 2)
+        if (c := ensemble_candidate(results, pair, raw, splits, evaluation, notes))
+    ]
+    return single + pairs
+
+
+def find_best(
+    workspace: Workspace,
+    dataset: str,
+    configurations: Sequence[str] | None = None,
+    convention: str = "isles22",
+    checkpoint: str = "final",
+) -> dict[str, Any]:
+    """Pick the best configuration or 2-configuration ensemble on CV, and its postprocessing.
+
+    Args:
+        workspace: raw / preprocessed / results roots.
+        dataset: dataset name.
+        configurations: configurations to compare; None: every one in ``results/<NAME>``.
+        convention: lesion convention of the metrics (``isles22`` or ``atlas``).
+        checkpoint: the checkpoint the validation predictions came from (recorded in
+            inference.json for prediction).
+
+    Returns:
+        The find_best.json payload (``notes`` lists skipped or partial candidates);
+        :func:`format_table` prints it.
+
+    Raises:
+        InvalidInputError: no results, no splits, or no validated configuration.
+    """
+    results = results_folder(workspace, dataset)
+    notes: list[str] = []
+    names = list(configurations) if configurations else list_configurations(results)
+    candidates = _candidates(workspace, results, names, convention, notes)
+    best = max(candidates, key=Candidate.score)
+    raw = open_raw(workspace, results.name)
+    labels = foreground_labels(read_dataset_json(results / best.configurations[0])[0])
+    post, search, after = search_postprocessing(
+        best.folders, raw.labels_tr, raw.dataset_json.file_ending, labels, convention
+    )
+    payload = {
+        "dataset": results.name,
+        "convention": convention,
+        "candidates": [c.to_json() for c in candidates],
+        "best": {
+            **{k: v for k, v in best.to_json().items() if k != "mean_nonempty_reference"},
+            "postprocessing": post,
+            "mean_after_postprocessing": after.get("mean", best.summary["mean"]),
+        },
+        "postprocessing_search": search,
+        "notes": notes,
+    }
+    write_json(results / FIND_BEST_JSON, payload)
+    write_json(results / INFERENCE_JSON, {
+        "configurations": list(best.configurations),
+        "folds": [fold_json(f) for f in best.folds],
+        "postprocessing": post,
+        "checkpoint": checkpoint,
+    })  # fmt: skip
+    return payload
+
+
+def _cell(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def format_table(payload: dict[str, Any]) -> str:
+    """The CV table: one row per candidate, the winner starred, then notes and choice."""
+    header = ["", "candidate", *[title for _, title in TABLE_METRICS], "n cases"]
+    rows = [
+        ["*" if c["name"] == payload["best"]["name"] else "", c["name"],
+         *[_cell(c["mean"].get(key)) for key, _ in TABLE_METRICS], str(c["num_cases"])]
+        for c in payload["candidates"]
+    ]  # fmt: skip
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    lines = [
+        "  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)) for r in [header, *rows]
+    ]
+    best = payload["best"]
+    after = best["mean_after_postprocessing"]
+    lines.append(
+        f"best: {best['name']} (folds {', '.join(map(str, best['folds']))}); postprocessing "
+        f"{best['postprocessing'] or 'none'}: Dice {_cell(after.get('dice'))}, "
+        f"lesion F1 {_cell(after.get('lesion_f1'))}"
+    )
+    lines += [f"note: {note}" for note in payload.get("notes", [])]
+    return "\n".join(line.rstrip() for line in lines)

@@ -1,0 +1,242 @@
+"""``autoseg_predict``: trained folds (or a shared model zip) applied to a folder of images.
+
+Which model: ``-c/-f`` when given; else ``results/<NAME>/inference.json`` written by
+``autoseg_find_best`` (configurations, folds, postprocessing, checkpoint); else the plans'
+``recommended_configuration`` with all its trained folds; or ``-m model.zip``, whose
+contract carries the same choice. One configuration runs through the overlapped folder
+predictor; several are each predicted with probabilities into a temporary folder (each
+at its own spacing: saved probabilities are in the input grid, so they average voxel by
+voxel) and then ensembled with :func:`autoseg.inference.ensemble.ensemble_folders`.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from autoseg.data.errors import InvalidInputError
+from autoseg.data.io import file_ending
+from autoseg.data.workspace import Workspace
+from autoseg.inference.ensemble import ensemble_folders
+from autoseg.inference.inputs import InputCase, discover_cases, verify_inputs
+from autoseg.inference.outputs import case_outputs, select_pending
+from autoseg.inference.predictor import predict_folder, select_part
+from autoseg.inference.uncertainty import MemberGroup, predict_folder_with_uncertainty
+from autoseg.pipeline.export import load_model_zip
+from autoseg.pipeline.model import TrainedModel, load_model_folder, resolve_choice, results_folder
+
+SOURCES = ("png-slices", "npy")
+
+
+def load_models(
+    workspace: Workspace | None,
+    dataset: str | None,
+    configurations: Sequence[str] | None,
+    folds: Sequence[int | str] | None,
+    checkpoint: str | None,
+    device: str,
+    model_zip: str | os.PathLike | None,
+) -> tuple[list[TrainedModel], dict[str, Any]]:
+    """The models to run and the postprocessing of their ensemble."""
+    if model_zip is not None:
+        models, post = load_model_zip(model_zip, device)
+        if configurations is not None:
+            models = [m for m in models if m.configuration in set(configurations)]
+            post = {}
+            if not models:
+                raise InvalidInputError(f"{model_zip}: holds none of {list(configurations)}")
+        return models, post
+    if workspace is None or dataset is None:
+        raise InvalidInputError("give a dataset (-d NAME) or a model zip (-m model.zip)")
+    results = results_folder(workspace, dataset)
+    names, folds, post, checkpoint = resolve_choice(results, configurations, folds, checkpoint)
+    models = [load_model_folder(results / name, folds, checkpoint, device) for name in names]
+    return models, post
+
+
+def convert_inputs(
+    input_dir: Path, source: str, spacing: Sequence[float] | None, tmp: Path
+) -> Path:
+    """PNG slices / npy arrays as a folder of NIfTI inputs (the converters' readers).
+
+    Predictions are written in the converted NIfTI geometry (the converter's stated
+    orientation convention and spacing).
+    """
+    from autoseg.data.convert import convert
+
+    if source not in SOURCES:
+        raise InvalidInputError(f"--source {source}: choose one of {', '.join(SOURCES)}")
+    converted = tmp / "converted"
+    convert(source, input_dir, converted, spacing_mm=spacing, progress=False)
+    inputs = tmp / "inputs"
+    inputs.mkdir()
+    for folder in (converted / "imagesTr", converted / "imagesTs"):
+        for path in sorted(folder.glob("*")) if folder.is_dir() else []:
+            os.symlink(path.resolve(), inputs / path.name)
+    return inputs
+
+
+def _check_models(models: Sequence[TrainedModel]) -> None:
+    """Members of one ensemble must agree on channels and classes."""
+    first = models[0]
+    problems = [
+        f"{m.source}: {m.num_channels} channels / {m.num_classes} classes, but "
+        f"{first.source} has {first.num_channels} / {first.num_classes}"
+        for m in models[1:]
+        if (m.num_channels, m.num_classes) != (first.num_channels, first.num_classes)
+    ]
+    if problems:
+        raise InvalidInputError(problems)
+
+
+def _pending_cases(
+    cases: list[InputCase], output_dir: Path, ending: str, options: dict[str, Any]
+) -> list[InputCase]:
+    """This part's cases whose outputs are not finished (or all of them with overwrite)."""
+    cases = select_part(cases, options["num_parts"], options["part_id"])
+    by_id = {c[0]: c for c in cases}
+    outputs = [case_outputs(output_dir, c, ending, options["save_probabilities"]) for c in by_id]
+    pending = select_pending(outputs, options["overwrite"], options["resume"])
+    return [by_id[o.case_id] for o in pending]
+
+
+def _ensemble(
+    models: Sequence[TrainedModel],
+    cases: list[InputCase],
+    output_dir: Path,
+    ending: str,
+    settings_overrides: dict[str, Any],
+    post: dict[str, Any],
+    save_probabilities: bool,
+) -> None:
+    """Each configuration into a temporary folder with probabilities, then averaged."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".partial-ensemble-", dir=output_dir) as tmp:
+        folders = []
+        for model in models:
+            folder = Path(tmp) / model.configuration
+            settings = model.settings.with_(
+                **settings_overrides, save_probabilities=True, postprocessing={}
+            )
+            predict_folder(cases, folder, model.networks, model.spec, settings,
+                           overwrite=True, output_ending=ending, read_data_first=False)  # fmt: skip
+            folders.append(folder)
+        ensemble_folders(folders, output_dir, save_probabilities=save_probabilities,
+                         postprocessing=post, overwrite=True, output_ending=ending)  # fmt: skip
+
+
+def _settings_overrides(step: float | None, disable_tta: bool, progress: bool) -> dict[str, Any]:
+    overrides: dict[str, Any] = {"progress": progress, "tta": not disable_tta}
+    if step is not None:
+        overrides["step"] = float(step)
+    return overrides
+
+
+def _run(
+    models: Sequence[TrainedModel],
+    cases: list[InputCase],
+    output_dir: Path,
+    ending: str,
+    post: dict[str, Any],
+    options: dict[str, Any],
+) -> None:
+    overrides = _settings_overrides(options["step"], options["disable_tta"], options["progress"])
+    if options["save_uncertainty"]:
+        groups = [MemberGroup(m.networks, m.spec, m.settings.with_(**overrides)) for m in models]
+        predict_folder_with_uncertainty(
+            cases, output_dir, groups, post, options["save_probabilities"], overwrite=True,
+            output_ending=ending, read_data_first=False, progress=options["progress"],
+        )  # fmt: skip
+    elif len(models) == 1:
+        model = models[0]
+        settings = model.settings.with_(
+            **overrides, save_probabilities=options["save_probabilities"], postprocessing=post
+        )
+        predict_folder(cases, output_dir, model.networks, model.spec, settings,
+                       overwrite=True, output_ending=ending, read_data_first=False)  # fmt: skip
+    else:
+        _ensemble(models, cases, output_dir, ending, overrides, post,
+                  options["save_probabilities"])  # fmt: skip
+
+
+def predict(
+    workspace: Workspace | None,
+    dataset: str | None,
+    input_dir: str | os.PathLike,
+    output_dir: str | os.PathLike,
+    configurations: Sequence[str] | None = None,
+    folds: Sequence[int | str] | None = None,
+    model_zip: str | os.PathLike | None = None,
+    step: float | None = None,
+    disable_tta: bool = False,
+    device: str = "auto",
+    save_probabilities: bool = False,
+    save_uncertainty: bool = False,
+    overwrite: bool = False,
+    resume: bool = False,
+    num_parts: int = 1,
+    part_id: int = 0,
+    checkpoint: str | None = None,
+    source: str | None = None,
+    spacing: Sequence[float] | None = None,
+    progress: bool = False,
+) -> list[str]:
+    """Predict every case of ``input_dir`` into ``output_dir`` (``autoseg_predict``).
+
+    Args:
+        workspace: the roots (not needed with ``model_zip``).
+        dataset: dataset name whose ``results/<NAME>`` holds the model (``-d``).
+        input_dir: images: ``<case>_0000.nii.gz`` ... or plain single-channel files
+            (NIfTI, MHA, NRRD), or with ``source`` PNG-slice / npy folders.
+        output_dir: labels ``<case><ending>`` in the input's exact grid and header, plus
+            ``<case>.npz``/``.json`` with ``save_probabilities`` and
+            ``<case>_uncertainty``/``_disagreement``/``_lesions.json`` with
+            ``save_uncertainty`` (see :mod:`autoseg.inference.uncertainty`).
+        configurations: configurations to ensemble (``-c``); None: inference.json or the
+            recommended configuration.
+        folds: folds (``-f``); None: inference.json's, else every trained fold.
+        model_zip: a model exported by ``autoseg_export`` (``-m``); no workspace needed.
+        step: sliding-window step override.
+        disable_tta: no mirroring.
+        device: ``auto``, ``cpu``, ``cuda``, ``cuda:1``, ``mps``.
+        save_probabilities: also write probabilities (to ensemble later).
+        save_uncertainty: also write the uncertainty outputs.
+        overwrite: redo finished cases.
+        resume: skip finished cases (``--continue``).
+        num_parts: split the input across this many workers ...
+        part_id: ... and predict this part.
+        checkpoint: ``final``/``best``; None: inference.json's choice, else ``final``.
+        source: ``png-slices`` or ``npy`` to convert the input first.
+        spacing: ``(z, y, x)`` mm for sources without one.
+        progress: show progress bars.
+
+    Returns:
+        The ids of the cases predicted by this call.
+
+    Raises:
+        InvalidInputError: no model, bad inputs, or finished outputs without
+            overwrite/resume.
+    """
+    models, post = load_models(workspace, dataset, configurations, folds, checkpoint, device,
+                               model_zip)  # fmt: skip
+    _check_models(models)
+    options = {
+        "num_parts": num_parts, "part_id": part_id, "overwrite": overwrite, "resume": resume,
+        "save_probabilities": save_probabilities, "save_uncertainty": save_uncertainty,
+        "step": step, "disable_tta": disable_tta, "progress": progress,
+    }  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="autoseg-inputs-") as tmp:
+        folder = Path(input_dir)
+        if source is not None:
+            folder = convert_inputs(folder, source, spacing, Path(tmp))
+        cases = discover_cases(folder, models[0].num_channels)
+        ending = file_ending(cases[0][1][0])
+        pending = _pending_cases(cases, Path(output_dir), ending, options)
+        if not pending:
+            return []
+        verify_inputs(pending, models[0].num_channels)
+        _run(models, pending, Path(output_dir), ending, post, options)
+    return [case[0] for case in pending]

@@ -1,0 +1,356 @@
+"""Train one fold of one configuration from ``preprocessed/<NAME>/plans.json``.
+
+Everything that changes results comes from the plans (network, loss, optimiser, schedule,
+patch, batch, augmentation); :class:`TrainOptions` holds what does not (device, workers,
+paths, resuming, tracking). ``train_fold`` writes ``results/<NAME>/<CONFIG>/{plans.json,
+dataset.json}`` and ``fold_<k>/`` (checkpoints, ``training_log.csv``, ``progress.png``).
+The end-of-fold sliding-window validation is a separate pipeline step (``validate_fold``,
+written with the inference code) that the CLI calls after ``train_fold`` returns.
+"""
+
+from __future__ import annotations
+
+import functools
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from autoseg.data.atomic import is_temporary
+from autoseg.data.errors import InvalidInputError
+from autoseg.data.layout import resolve_dataset_dir
+from autoseg.data.workspace import Workspace
+from autoseg.networks import build_network
+from autoseg.planning.plans import Plans, load_plans, write_plans
+from autoseg.training import callbacks as cb
+from autoseg.training.batches import LoaderBatches, PatchGrowth
+from autoseg.training.checkpoint import load_checkpoint, load_pretrained
+from autoseg.training.distributed import (
+    SINGLE,
+    DistContext,
+    init_distributed,
+    rank_seed,
+    wrap_model,
+)
+from autoseg.training.losses import DeepSupervisionLoss, build_loss
+from autoseg.training.optim import (
+    build_optimizer,
+    build_schedule,
+    encoder_prefixes,
+    freeze,
+    trainable_parameters,
+)
+from autoseg.training.splits import cases_of_fold, load_or_create_splits
+from autoseg.training.tracking import build_tracker
+from autoseg.training.trainer import Trainer, TrainSettings
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """Settings of a training run that do not change what is learned (or override the
+    plans on purpose: epochs, iterations).
+
+    Attributes:
+        epochs: overrides the plans' ``training.epochs``.
+        iterations_per_epoch: overrides ``training.iterations_per_epoch``.
+        device: ``auto`` (cuda > mps > cpu), ``cuda``, ``mps`` or ``cpu``.
+        num_workers: loader processes (None: RAM-aware default; 0: in-process).
+        continue_training: resume from ``checkpoint_latest.pt`` (``--continue``).
+        overwrite: start afresh even though the fold folder holds checkpoints.
+        pretrained: checkpoint whose matching weights initialise the network.
+        freeze: ``"encoder"`` freezes the encoder (with ``pretrained``).
+        finetune_lr_scale: LR factor when starting from pretrained weights.
+        tracker: ``mlflow`` or ``wandb`` (None: the CSV log only).
+        tracking_uri: MLflow URI (None: ``sqlite:///<results>/<NAME>/mlruns.db``).
+        seed: seeds the network initialisation and the batch sequence.
+        amp: mixed precision on CUDA (ignored elsewhere).
+        checkpoint_minutes: wall-clock interval of mid-epoch ``checkpoint_latest.pt``.
+        max_minutes: stop after this much training and write the final checkpoint.
+        early_stopping_patience: epochs without EMA-Dice improvement before stopping.
+        patch_growth: start with this fraction of the planned patch (None: off).
+        progress: show tqdm bars.
+        distributed: this process's place in a DDP run.
+    """
+
+    epochs: int | None = None
+    iterations_per_epoch: int | None = None
+    device: str = "auto"
+    num_workers: int | None = None
+    continue_training: bool = False
+    overwrite: bool = False
+    pretrained: Path | None = None
+    freeze: str | None = None
+    finetune_lr_scale: float = 0.1
+    tracker: str | None = None
+    tracking_uri: str | None = None
+    seed: int = 12345
+    amp: bool = True
+    checkpoint_minutes: float | None = 30.0
+    max_minutes: float | None = None
+    early_stopping_patience: int | None = None
+    patch_growth: float | None = None
+    progress: bool = True
+    distributed: DistContext = SINGLE
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA, then Apple MPS, then the CPU."""
+    if name != "auto":
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+@dataclass(frozen=True)
+class FoldData:
+    """What one fold trains on: the plans, its configuration and the case split."""
+
+    dataset: str
+    plans: Plans
+    configuration: str
+    config: dict[str, Any]
+    cache: Path
+    train_ids: list[str]
+    val_ids: list[str]
+
+
+def dataset_folder(root: Path, name: str) -> Path:
+    """``root/<NAME>``, also found as ``Dataset012_NAME`` or ``12``."""
+    if (Path(root) / name).is_dir():
+        return Path(root) / name
+    return resolve_dataset_dir(Path(root), name)
+
+
+def cached_case_ids(cache: Path) -> list[str]:
+    """Case ids with a finished cache file (interrupted writes do not count)."""
+    if not cache.is_dir():
+        raise InvalidInputError(f"{cache}: cache folder missing (run autoseg_plan to preprocess)")
+    return sorted(p.stem for p in cache.glob("*.npz") if not is_temporary(p))
+
+
+def load_fold(workspace: Workspace, dataset: str, configuration: str, fold: int | str) -> FoldData:
+    """Plans, configuration, cache folder and the fold's cases (writing splits.json once)."""
+    folder = dataset_folder(workspace.preprocessed, dataset)
+    plans = load_plans(folder / "plans.json")
+    config = plans.configuration(configuration)
+    cache = folder / config["data_id"]
+    case_ids = cached_case_ids(cache)
+    splits = load_or_create_splits(folder / "splits.json", case_ids)
+    train_ids, val_ids = cases_of_fold(splits, fold)
+    return FoldData(folder.name, plans, configuration, config, cache, train_ids, val_ids)
+
+
+def result_folder(workspace: Workspace, data: FoldData, fold: int | str) -> Path:
+    """``results/<NAME>/<CONFIG>/fold_<k>``."""
+    return Path(workspace.results) / data.dataset / data.configuration / f"fold_{fold}"
+
+
+def prepare_results(workspace: Workspace, data: FoldData, fold: int | str) -> Path:
+    """``results/<NAME>/<CONFIG>/`` with copies of plans.json and dataset.json; returns
+    the fold folder (DESIGN §3: a results folder is self-contained for inference)."""
+    out = result_folder(workspace, data, fold).parent
+    write_plans(out / "plans.json", data.plans)
+    for root in (workspace.preprocessed, workspace.raw):
+        try:
+            source = dataset_folder(root, data.dataset) / "dataset.json"
+        except InvalidInputError:
+            continue
+        if source.is_file():
+            shutil.copyfile(source, out / "dataset.json")
+            break
+    return out / f"fold_{fold}"
+
+
+def _slices(config: dict[str, Any]) -> int:
+    return (
+        int(config.get("slice_context", {}).get("slices", 1))
+        if len(config["patch_size"]) == 2
+        else 1
+    )
+
+
+def make_batches(
+    data: FoldData, network: torch.nn.Module, options: TrainOptions, epochs: int
+) -> LoaderBatches:
+    """Training batches from the loader module, growing the patch when asked."""
+    from autoseg.training.loader import make_training_loader
+
+    config, training = data.config, data.config["training"]
+    make = functools.partial(
+        _loader_at, make_training_loader, data, options, training.get("oversample_foreground", 0.33)
+    )
+    growth = None
+    if options.patch_growth is not None:
+        growth = PatchGrowth(tuple(config["patch_size"]), tuple(network.divisors), epochs,
+                             start_fraction=options.patch_growth)  # fmt: skip
+    return LoaderBatches(make, config["patch_size"], growth)
+
+
+def _loader_at(
+    factory: Any, data: FoldData, options: TrainOptions, oversample: float,
+    patch: Sequence[int], start: int,
+) -> Any:  # fmt: skip
+    return factory(
+        data.cache, data.train_ids, patch, data.config["batch_size"],
+        slices=_slices(data.config), augmentation=data.config.get("augmentation"),
+        oversample_foreground=oversample, num_workers=options.num_workers,
+        seed=rank_seed(options.seed, options.distributed.rank), start=start,
+    )  # fmt: skip
+
+
+def make_validation(data: FoldData, options: TrainOptions) -> Any:
+    """Fixed held-out patches (the training cases when the fold has none: fold ``all``)."""
+    from autoseg.training.loader import make_validation_batches
+
+    training = data.config["training"]
+    return make_validation_batches(
+        data.cache, data.val_ids or data.train_ids, data.config["patch_size"],
+        data.config["batch_size"], int(training.get("validation_iterations", 50)),
+        slices=_slices(data.config), seed=options.seed,
+        oversample_foreground=training.get("oversample_foreground", 0.33),
+    )  # fmt: skip
+
+
+def build_model(data: FoldData, options: TrainOptions, device: torch.device) -> torch.nn.Module:
+    """The plans' network (seeded), with pretrained weights and frozen encoder if asked."""
+    torch.manual_seed(options.seed)
+    network = build_network(data.config["network"])
+    if options.pretrained is not None:
+        print(load_pretrained(network, Path(options.pretrained)).summary())
+    if options.freeze is not None:
+        if options.freeze != "encoder":
+            raise InvalidInputError(f"--freeze {options.freeze}: only 'encoder' is supported")
+        frozen = freeze(network, encoder_prefixes(network))
+        print(f"froze {len(frozen)} encoder parameter tensors")
+    return network.to(device)
+
+
+def build_optimisation(
+    data: FoldData, network: torch.nn.Module, options: TrainOptions, epochs: int
+) -> tuple[torch.nn.Module, torch.optim.Optimizer, Any]:
+    """Deep-supervision loss, optimiser (lower LR when fine-tuning) and LR schedule."""
+    training = dict(data.config["training"])
+    base = build_loss(training.get("loss", "dice_ce"), **training.get("loss_kwargs", {}))
+    loss = DeepSupervisionLoss(base, training.get("deep_supervision_weights"))
+    if options.pretrained is not None:
+        training["lr"] = training.get("lr", 1e-2) * options.finetune_lr_scale
+    settings = {
+        k: v
+        for k, v in training.items()
+        if k in ("lr", "momentum", "weight_decay", "nesterov", "betas")
+    }
+    optimizer = build_optimizer(
+        training.get("optimizer", "sgd"), trainable_parameters(network), **settings
+    )
+    knobs = {k: v for k, v in training.items() if k != "epochs"}  # the run's epochs win
+    schedule = build_schedule(training.get("schedule", "poly"), epochs, **knobs)
+    return loss, optimizer, schedule
+
+
+def build_callbacks(
+    workspace: Workspace, data: FoldData, fold: int | str, folder: Path, options: TrainOptions
+) -> list[cb.Callback]:
+    """Flag-setting hooks on every rank first, then rank 0's writers (see callbacks)."""
+    hooks: list[cb.Callback] = [cb.SignalCheckpoint()]
+    if options.max_minutes is not None:
+        hooks.append(cb.TimeBudget(options.max_minutes))
+    if options.early_stopping_patience is not None:
+        hooks.append(cb.EarlyStopping(options.early_stopping_patience))
+    if not options.distributed.is_main:
+        return hooks
+    hooks += [
+        cb.Checkpointer(folder, options.checkpoint_minutes),
+        cb.CSVLog(folder / "training_log.csv"),
+        cb.ProgressPlot(folder / "progress.png"),
+        cb.ProgressBar(options.progress),
+    ]
+    tracker = build_tracker(
+        options.tracker, tracking_uri=options.tracking_uri, experiment=data.dataset,
+        run_name=f"{data.configuration}_fold_{fold}", params=data.config, fold_folder=folder,
+        results_folder=Path(workspace.results) / data.dataset,
+    )  # fmt: skip
+    return hooks + ([tracker] if tracker is not None else [])
+
+
+def check_fold_folder(folder: Path, options: TrainOptions) -> Path | None:
+    """The checkpoint to resume from, or None; refuses to silently restart a started run."""
+    latest = folder / "checkpoint_latest.pt"
+    if options.continue_training:
+        if not latest.is_file():
+            print(f"--continue: no {latest} yet, starting from the beginning")
+            return None
+        return latest
+    if latest.is_file() and not options.overwrite:
+        raise InvalidInputError(
+            f"{folder}: a run exists; use --continue to resume it or --overwrite to restart"
+        )
+    return None
+
+
+def build_trainer(
+    workspace: Workspace, data: FoldData, fold: int | str, folder: Path, options: TrainOptions
+) -> Trainer:
+    """Every part of a fold's training, built from the plans and the options."""
+    training = data.config["training"]
+    epochs = int(options.epochs or training.get("epochs", 1000))
+    iterations = int(options.iterations_per_epoch or training.get("iterations_per_epoch", 250))
+    device = init_distributed(options.distributed, resolve_device(options.device))
+    network = build_model(data, options, device)
+    loss, optimizer, schedule = build_optimisation(data, network, options, epochs)
+    weights = training.get("deep_supervision_weights") or []
+    model = wrap_model(network, options.distributed, find_unused=any(w == 0 for w in weights))
+    settings = TrainSettings(
+        epochs, iterations, amp=options.amp and bool(training.get("amp", True)),
+        gradient_clip=training.get("gradient_clip", 12.0),
+        auxiliary_weight=float(training.get("auxiliary_loss_weight", 0.1)),
+        metadata={"plans_id": data.plans.plans_id, "configuration": data.configuration,
+                  "network": data.config["network"], "dataset": data.dataset, "fold": str(fold)},
+    )  # fmt: skip
+    return Trainer(
+        model, loss, optimizer, schedule, make_batches(data, network, options, epochs),
+        make_validation(data, options), settings, device,
+        build_callbacks(workspace, data, fold, folder, options), options.distributed,
+    )  # fmt: skip
+
+
+def train_fold(
+    workspace: Workspace,
+    dataset_name: str,
+    configuration: str,
+    fold: int | str,
+    options: TrainOptions = TrainOptions(),
+) -> Path:
+    """Train (or resume) fold ``fold`` (``0..4`` or ``"all"``) of a configuration.
+
+    Args:
+        workspace: raw / preprocessed / results roots.
+        dataset_name: ``ATLAS`` (also ``Dataset012_ATLAS`` / ``12``).
+        configuration: a configuration of the plans (``3d_hybrid``, ``2.5d_unet``, ``2d_lcnn``).
+        fold: fold index of splits.json, or ``"all"`` (train on every case).
+        options: flags that do not change the plans.
+
+    Returns:
+        The fold folder ``results/<NAME>/<CONFIG>/fold_<k>``; the caller runs the
+        end-of-fold validation (``validate_fold``) on it.
+
+    Raises:
+        InvalidInputError: missing plans/caches, unknown configuration or fold, a resumed
+            checkpoint from other plans, an existing run without --continue/--overwrite.
+        TrainingInterrupted: a signal arrived; ``checkpoint_latest.pt`` was written.
+    """
+    data = load_fold(workspace, dataset_name, configuration, fold)
+    folder = result_folder(workspace, data, fold)
+    if options.distributed.is_main:
+        prepare_results(workspace, data, fold)
+    resume = check_fold_folder(folder, options)
+    trainer = build_trainer(workspace, data, fold, folder, options)
+    if resume is not None:
+        trainer.load_state_dict(load_checkpoint(resume, data.plans.plans_id, trainer.device))
+    trainer.train()
+    return folder

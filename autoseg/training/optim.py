@@ -1,0 +1,184 @@
+"""Optimisers and learning-rate schedules, chosen by name from a plans ``training`` entry.
+
+A schedule is a pure function of the epoch (a factor on each parameter group's base LR),
+so a resumed run needs no scheduler state beyond the epoch it restarts at, and the LR
+curve of a resumed run is the curve of an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from autoseg.data.errors import InvalidInputError
+
+OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {}
+SCHEDULES: dict[str, Callable[..., LRSchedule]] = {}
+
+
+def _known(kind: str, name: str, registry: dict) -> None:
+    if name not in registry:
+        raise InvalidInputError(f"unknown {kind} '{name}'; known: {', '.join(sorted(registry))}")
+
+
+def build_optimizer(
+    name: str, groups: Iterable[dict[str, Any]] | Iterable[nn.Parameter], **settings: Any
+) -> torch.optim.Optimizer:
+    """A registered optimiser (``sgd``, ``adamw``) over parameters or parameter groups.
+
+    Args:
+        name: registered name; an unknown one fails with the known names.
+        groups: parameters, or groups ``{"params": [...], "lr": ...}``.
+        settings: the plans' ``lr``, ``momentum``, ``weight_decay``, ``nesterov``...
+            Keys an optimiser does not take are ignored, so one ``training`` entry serves all.
+    """
+    _known("optimizer", name, OPTIMIZERS)
+    return OPTIMIZERS[name](groups, **settings)
+
+
+def _sgd(
+    groups: Iterable,
+    lr: float = 1e-2,
+    momentum: float = 0.99,
+    weight_decay: float = 3e-5,
+    nesterov: bool = True,
+    **_: Any,
+) -> torch.optim.Optimizer:
+    """nnU-Net's choice: SGD with high Nesterov momentum, robust across datasets."""
+    return torch.optim.SGD(
+        groups, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov
+    )
+
+
+def _adamw(
+    groups: Iterable,
+    lr: float = 1e-3,
+    weight_decay: float = 1e-2,
+    betas: tuple[float, float] = (0.9, 0.999),
+    **_: Any,
+) -> torch.optim.Optimizer:
+    """AdamW: usually preferred for transformer-heavy networks and fine-tuning."""
+    return torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay, betas=tuple(betas))
+
+
+OPTIMIZERS.update(sgd=_sgd, adamw=_adamw)
+
+
+@dataclass(frozen=True)
+class LRSchedule:
+    """LR factor per epoch: ``factor(epoch)`` multiplies each group's base LR.
+
+    Attributes:
+        name: registered schedule name (recorded in checkpoints).
+        factor: epoch -> multiplier of the base LR.
+    """
+
+    name: str
+    factor: Callable[[int], float]
+
+    def apply(self, optimizer: torch.optim.Optimizer, epoch: int) -> float:
+        """Set every group's LR for ``epoch``; returns the first group's LR (for the log)."""
+        scale = self.factor(epoch)
+        for group in optimizer.param_groups:
+            group.setdefault("base_lr", group["lr"])
+            group["lr"] = group["base_lr"] * scale
+        return optimizer.param_groups[0]["lr"]
+
+
+def build_schedule(name: str, epochs: int, **settings: Any) -> LRSchedule:
+    """A registered LR schedule (``poly``, ``cosine_warm_restarts``, ``constant``).
+
+    Args:
+        name: registered name; an unknown one fails with the known names.
+        epochs: total epochs of the run.
+        settings: the plans' ``poly_exponent``, ``restart_epochs``, ``restart_mult``,
+            ``min_lr_fraction``; others are ignored.
+    """
+    _known("schedule", name, SCHEDULES)
+    return SCHEDULES[name](epochs, **settings)
+
+
+def poly_factor(epoch: int, epochs: int, exponent: float = 0.9) -> float:
+    """``(1 - epoch / epochs) ** exponent``: nnU-Net's poly decay, reaching 0 at the end."""
+    return (1 - min(epoch, epochs) / max(epochs, 1)) ** exponent
+
+
+def cosine_restart_factor(
+    epoch: int, first_period: int, mult: int = 2, min_fraction: float = 0.0
+) -> float:
+    """Cosine annealing with warm restarts (SGDR): periods ``T0, T0*mult, ...`` epochs."""
+    period, start = max(1, first_period), 0
+    while epoch >= start + period:
+        start, period = start + period, period * max(1, mult)
+    progress = (epoch - start) / period
+    return min_fraction + (1 - min_fraction) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def _poly(epochs: int, poly_exponent: float = 0.9, **_: Any) -> LRSchedule:
+    return LRSchedule("poly", lambda e: poly_factor(e, epochs, poly_exponent))
+
+
+def _cosine(
+    epochs: int,
+    restart_epochs: int | None = None,
+    restart_mult: int = 2,
+    min_lr_fraction: float = 0.0,
+    **_: Any,
+) -> LRSchedule:
+    first = restart_epochs or max(1, epochs // 7)  # 1 + 2 + 4 periods fill the run
+    return LRSchedule(
+        "cosine_warm_restarts",
+        lambda e: cosine_restart_factor(e, first, restart_mult, min_lr_fraction),
+    )
+
+
+def _constant(epochs: int, **_: Any) -> LRSchedule:
+    return LRSchedule("constant", lambda e: 1.0)
+
+
+SCHEDULES.update(poly=_poly, cosine_warm_restarts=_cosine, constant=_constant)
+
+
+def encoder_prefixes(model: nn.Module) -> list[str]:
+    """Parameter-name prefixes of the network's encoder (what ``--freeze encoder`` freezes).
+
+    A network may say so itself with an ``encoder_prefixes`` attribute; otherwise every
+    module whose own name starts with ``encoder``, ``stem``, ``down`` or ``trunk`` (the
+    ResNeXt trunk of the LCNN's global path) counts, outermost match only.
+    """
+    declared = getattr(model, "encoder_prefixes", None)
+    if declared is not None:
+        return [p.rstrip(".") + "." for p in declared]
+    prefixes: list[str] = []
+    for name, _ in model.named_modules():
+        leaf = name.rsplit(".", 1)[-1]
+        inside = any(name.startswith(p) for p in prefixes)
+        if leaf.startswith(("encoder", "stem", "down", "trunk")) and not inside:
+            prefixes.append(name + ".")
+    return prefixes
+
+
+def freeze(model: nn.Module, prefixes: list[str]) -> list[str]:
+    """Stop gradients to parameters under ``prefixes``; returns the frozen names.
+
+    Raises:
+        InvalidInputError: no parameter matched (freezing nothing would silently
+            fine-tune everything).
+    """
+    frozen = [n for n, p in model.named_parameters() if n.startswith(tuple(prefixes))]
+    if not frozen:
+        raise InvalidInputError(f"--freeze: no parameter starts with any of {prefixes}")
+    for name, parameter in model.named_parameters():
+        if name in frozen:
+            parameter.requires_grad_(False)
+    return frozen
+
+
+def trainable_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """Parameters the optimiser should update (frozen ones are left out)."""
+    return [p for p in model.parameters() if p.requires_grad]

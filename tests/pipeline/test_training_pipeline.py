@@ -1,0 +1,110 @@
+"""train_fold: from plans.json and caches to a results folder; resume; plans checks."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from autoseg.data.errors import InvalidInputError
+from autoseg.data.workspace import Workspace
+from autoseg.pipeline.training import TrainOptions, train_fold
+from autoseg.training.checkpoint import load_checkpoint
+from tests.networks.conftest import TINY
+from tests.training.cache_helpers import lesion_cache
+
+TRAINING = {
+    "epochs": 2,
+    "iterations_per_epoch": 2,
+    "validation_iterations": 1,
+    "optimizer": "sgd",
+    "lr": 0.01,
+    "momentum": 0.99,
+    "nesterov": True,
+    "weight_decay": 3e-5,
+    "schedule": "poly",
+    "poly_exponent": 0.9,
+    "loss": "dice_ce",
+    "oversample_foreground": 0.5,
+    "gradient_clip": 12.0,
+    "amp": True,
+    "deep_supervision_weights": [0.67, 0.33, 0.0],
+}
+
+
+def write_plans(folder: Path, lr: float = 0.01) -> None:
+    kwargs = {**TINY["2.5d_unet"][0], "in_channels": 3, "num_classes": 2}
+    config = {
+        "data_id": "tiny",
+        "spacing_mm": [1.0, 1.0, 1.0],
+        "patch_size": [12, 20],
+        "slice_context": {"slices": 3, "context": 1, "axis": "z"},
+        "batch_size": 2,
+        "normalization": [{"scheme": "zscore_brain"}],
+        "network": {"name": "2.5d_unet", "kwargs": kwargs},
+        "parameters": 1,
+        "memory_estimate_gb": 0.1,
+        "training": {**TRAINING, "lr": lr},
+        "augmentation": {"off": True},
+        "inference": {},
+    }
+    plans = {
+        "schema_version": 1,
+        "plans_id": "",
+        "dataset": "TINY",
+        "gpu_memory_gb": 1.0,
+        "gpu_memory_source": "default",
+        "device": "cpu",
+        "recommended_configuration": "2.5d_unet",
+        "configurations": {"2.5d_unet": config},
+    }
+    (folder / "plans.json").write_text(json.dumps(plans))
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Workspace:
+    ws = Workspace.under(tmp_path)
+    folder = ws.preprocessed / "TINY"
+    (folder / "tiny").mkdir(parents=True)
+    lesion_cache(folder / "tiny", cases=5, shape=(12, 24, 28), lesion=5)
+    write_plans(folder)
+    (ws.raw / "TINY").mkdir(parents=True)
+    (ws.raw / "TINY" / "dataset.json").write_text('{"name": "TINY"}')
+    return ws
+
+
+OPTIONS = TrainOptions(device="cpu", num_workers=0, progress=False, seed=3)
+
+
+def test_train_fold_writes_the_results_folder_and_resumes(workspace: Workspace) -> None:
+    fold = train_fold(workspace, "TINY", "2.5d_unet", 0, OPTIONS)
+    assert fold == workspace.results / "TINY" / "2.5d_unet" / "fold_0"
+    names = {p.name for p in fold.iterdir()}
+    assert {
+        "checkpoint_latest.pt",
+        "checkpoint_final.pt",
+        "training_log.csv",
+        "progress.png",
+    } <= names
+    assert (fold.parent / "plans.json").is_file() and (fold.parent / "dataset.json").is_file()
+    splits = json.loads((workspace.preprocessed / "TINY" / "splits.json").read_text())
+    assert len(splits) == 5 and splits[0]["val"] == [sorted(splits[0]["val"])[0]]
+    rows = list(csv.DictReader((fold / "training_log.csv").open()))
+    assert [r["epoch"] for r in rows] == ["0", "1"]
+    with pytest.raises(InvalidInputError, match="--continue"):
+        train_fold(workspace, "TINY", "2.5d_unet", 0, OPTIONS)
+    more = TrainOptions(**{**OPTIONS.__dict__, "epochs": 3, "continue_training": True})
+    train_fold(workspace, "TINY", "2.5d_unet", 0, more)
+    final = load_checkpoint(fold / "checkpoint_final.pt")
+    assert final["epoch"] == 3 and final["iteration"] == 6 and final["fold"] == "0"
+    assert len(list(csv.DictReader((fold / "training_log.csv").open()))) == 3
+
+
+def test_checkpoint_of_other_plans_is_refused(workspace: Workspace) -> None:
+    train_fold(workspace, "TINY", "2.5d_unet", "all", OPTIONS)
+    write_plans(workspace.preprocessed / "TINY", lr=0.02)
+    resume = TrainOptions(**{**OPTIONS.__dict__, "continue_training": True})
+    with pytest.raises(InvalidInputError, match="plans_id"):
+        train_fold(workspace, "TINY", "2.5d_unet", "all", resume)
