@@ -139,3 +139,14 @@ def _recorder(name: str, records: list[FeatureMap]) -> Callable[[nn.Module, tupl
             records.append(FeatureMap(name, type(module).__name__, tuple(output.shape[1:])))
 
     return hook
+
+
+def flush_denormals(device: torch.device | str) -> None:
+    """Treat subnormal floats as zero when running on the CPU.
+
+    With SGD momentum, weights and activations drift into the subnormal range, where x86
+    arithmetic is an order of magnitude slower: measured here, a 1.3 s training step
+    became 5-17 s. Flushing changes only values below float32's normal range (~1e-38).
+    """
+    if torch.device(device).type == "cpu":
+        torch.set_flush_denormal(True)

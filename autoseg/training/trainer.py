@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from autoseg.networks.base import flush_denormals
 from autoseg.training import checkpoint
 from autoseg.training.batches import Batch, BatchProvider
 from autoseg.training.distributed import SINGLE, DistContext, all_reduce_sum, unwrap
@@ -112,6 +113,7 @@ class Trainer:
         self.model, self.loss, self.optimizer, self.schedule = model, loss, optimizer, schedule
         self.batches, self.validation, self.settings = batches, validation, settings
         self.device, self.context = device, context
+        flush_denormals(device)
         self.network = unwrap(model)
         self.dtype = amp_dtype(device, settings.amp)
         use_scaler = self.dtype == torch.float16
