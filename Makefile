@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-DEMO_DIR ?= autoseg_data/demo
+DEMO_DIR ?= autoseg_data
 
 .PHONY: setup demo test lint format clean
 
@@ -16,9 +16,7 @@ $(STAMP): pyproject.toml scripts/install_torch.sh
 	touch $(STAMP)
 
 demo: $(STAMP)
-	AUTOSEG_HOME=$(DEMO_DIR) $(VENV)/bin/autoseg_synth atlas $(DEMO_DIR)/source/Atlas_2 --cases 20 --seed 1 --size small
-	AUTOSEG_HOME=$(DEMO_DIR) $(VENV)/bin/autoseg_convert atlas $(DEMO_DIR)/source/Atlas_2 -d ATLAS
-	AUTOSEG_HOME=$(DEMO_DIR) $(VENV)/bin/autoseg_verify -d ATLAS
+	$(VENV)/bin/autoseg_demo --home $(DEMO_DIR)
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -732,6 +732,59 @@ def visualize_main(argv: Sequence[str] | None = None) -> int:
     return _parse_and_run(visualize_parser(), _visualize, argv)
 
 
+# --- autoseg_demo ------------------------------------------------------------------------
+
+
+def demo_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="autoseg_demo",
+        description="The whole job on built-in synthetic ATLAS-like data: synth, convert, "
+        "verify, plan, train the recommended configuration within the budget, predict "
+        "held-out cases, evaluate, and write the HTML report. Re-running resumes.",
+    )
+    parser.add_argument("--minutes", type=float, default=15.0, help="budget of the whole demo")
+    parser.add_argument("--cases", type=int, default=20, help="synthetic training cases")
+    parser.add_argument("--holdout-cases", type=int, default=6, help="held-out test cases")
+    parser.add_argument("--config", help="configuration to train (default: the planner's)")
+    parser.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cuda, cpu")
+    parser.add_argument(
+        "--size",
+        choices=("small", "full"),
+        default="small",
+        help="small: 2 mm (default); full: the 1 mm ATLAS grid",
+    )
+    parser.add_argument("--seed", type=int, default=1, help="seed of the synthetic data")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_workspace_flags(parser)
+    return parser
+
+
+def _demo(args: argparse.Namespace) -> int:
+    import time
+
+    from autoseg.pipeline.demo import DemoOptions, format_summary, run_demo
+
+    started = time.perf_counter()
+    options = DemoOptions(
+        home=args.workspace.raw.parent,
+        minutes=args.minutes,
+        cases=args.cases,
+        holdout_cases=args.holdout_cases,
+        configuration=args.config,
+        device=args.device,
+        size=args.size,
+        seed=args.seed,
+        progress=not args.no_progress,
+    )
+    summary = run_demo(options)
+    print(format_summary(summary, time.perf_counter() - started))
+    return EXIT_OK
+
+
+def demo_main(argv: Sequence[str] | None = None) -> int:
+    return _parse_and_run(demo_parser(), _demo, argv)
+
+
 # --- autoseg_evaluate --------------------------------------------------------------------
 
 
