@@ -31,6 +31,9 @@ from autoseg.planning.topology import (
 PATCH_STEP = 0.85  # per-axis shrink between patch rungs (~0.6x the voxels)
 MIN_PATCH_MM = 24.0  # a smaller patch sees too little context around a lesion
 BATCH_DATASET_FRACTION = 0.05
+# Network sizes a CPU plan may use (3d_hybrid up to base width 12, 2.5d_unet up to 16,
+# 2d_lcnn its two smallest): see level_count.
+CPU_LEVELS = {"3d_hybrid": 4, "2.5d_unet": 3, "2d_lcnn": 2}
 # The LCNN's global ResNeXt path pools by 32; instance norm needs > 1 voxel at its end.
 LCNN_MIN_PATCH = 64
 PREPROCESSING = {"crop_to_nonzero": True, "n4": False, "anisotropy_threshold": 3.0,
@@ -59,32 +62,49 @@ def fit_2d(size_yx: list[int], divisor: int, minimum: int) -> tuple[int, int]:
     return tuple(max(minimum, (n // divisor) * divisor) for n in size_yx)
 
 
-def hybrid_rungs(spacing: list[float], shape: list[int], channels: int, classes: int) -> list:
+def level_count(levels: tuple, budget: Budget, cpu_levels: int) -> int:
+    """How many network sizes a budget may climb to.
+
+    On a CPU the cost of a voxel grows with width faster than its FLOPs suggest (normalisation
+    and activations are memory-bound), and a slim network trained for more iterations
+    learns more per minute than a wide one: CPU plans stop at slim widths and spend the
+    rest of the budget on patch and batch.
+    """
+    return min(len(levels), cpu_levels) if budget.device == "cpu" else len(levels)
+
+
+def hybrid_rungs(
+    spacing: list[float], shape: list[int], channels: int, classes: int, levels: int
+) -> list:
     """3d_hybrid ladder: patches and network levels growing together."""
     patches = patch_ladder_3d(spacing, shape)
     rungs = []
-    for p, q in interleave(len(patches), len(HYBRID_LEVELS)):
+    for p, q in interleave(len(patches), levels):
         kwargs = hybrid_kwargs(q, spacing, patches[p], channels, classes)
         rungs.append(Rung({"name": "3d_hybrid", "kwargs": kwargs}, patches[p]))
     return rungs
 
 
-def unet25d_rungs(shape: list[int], channels: int, slices: int, classes: int) -> list[Rung]:
+def unet25d_rungs(
+    shape: list[int], channels: int, slices: int, classes: int, levels: int
+) -> list[Rung]:
     """2.5d_unet ladder: the whole median slice, growing width."""
     patch = fit_2d(shape[1:], 16, 16)
     return [
         Rung({"name": "2.5d_unet",
               "kwargs": unet25d_kwargs(level, patch, channels * slices, classes)}, patch)
-        for level in range(len(UNET25D_LEVELS))
+        for level in range(levels)
     ]  # fmt: skip
 
 
-def lcnn_rungs(shape: list[int], channels: int, slices: int, classes: int) -> list[Rung]:
+def lcnn_rungs(
+    shape: list[int], channels: int, slices: int, classes: int, levels: int
+) -> list[Rung]:
     """2d_lcnn ladder: the whole median slice, growing local and global paths."""
     patch = fit_2d(shape[1:], 32, LCNN_MIN_PATCH)
     return [
         Rung({"name": "2d_lcnn", "kwargs": lcnn_kwargs(level, channels, slices, classes)}, patch)
-        for level in range(len(LCNN_LEVELS))
+        for level in range(levels)
     ]
 
 
@@ -133,11 +153,14 @@ def plan_configuration(name: str, fingerprint: dict, budget: Budget) -> dict[str
     classes = len(fingerprint["labels"])
     slices = 2 * rules.slice_context(spacing) + 1
     if name == "3d_hybrid":
-        rungs = hybrid_rungs(spacing, shape, channels, classes)
+        levels = level_count(HYBRID_LEVELS, budget, CPU_LEVELS["3d_hybrid"])
+        rungs = hybrid_rungs(spacing, shape, channels, classes, levels)
     elif name == "2.5d_unet":
-        rungs = unet25d_rungs(shape, channels, slices, classes)
+        levels = level_count(UNET25D_LEVELS, budget, CPU_LEVELS["2.5d_unet"])
+        rungs = unet25d_rungs(shape, channels, slices, classes, levels)
     else:
-        rungs = lcnn_rungs(shape, channels, slices, classes)
+        levels = level_count(LCNN_LEVELS, budget, CPU_LEVELS["2d_lcnn"])
+        rungs = lcnn_rungs(shape, channels, slices, classes, levels)
     voxels = rules.dataset_voxels_at(fingerprint, spacing)
     choice = fit_ladder(rungs, budget, max_batch(voxels, rungs[-1].patch), name == "3d_hybrid")
     return configuration_entry(name, choice, spacing, fingerprint, budget)

@@ -96,10 +96,14 @@ def test_patches_are_divisible_and_no_larger_than_the_image(atlas_plans: dict, g
 def test_cpu_default_plan_is_capped_by_compute() -> None:
     plans = plan_from_fingerprint(fingerprint("atlas_1mm"), resolve_budget("cpu"))
     assert plans.payload["gpu_memory_source"] == "default"
-    assert plans.payload["cpu_budget"]["gflops_per_iteration"] == 60.0
+    assert plans.payload["cpu_budget"]["gflops_per_iteration"] == 25.0
     for entry in plans.configurations.values():
-        assert entry["gflops_per_iteration"] <= 60.0
+        assert entry["gflops_per_iteration"] <= 25.0
         assert entry["training"]["amp"] is False
+    # CPU plans stay slim: the 3d_hybrid stops at base width 12 (~1 M parameters).
+    hybrid = plans.configuration("3d_hybrid")
+    assert hybrid["network"]["kwargs"]["stage_features"][0] <= 12
+    assert hybrid["parameters"] < 2_000_000
 
 
 def test_planning_is_deterministic(atlas_plans: dict) -> None:
