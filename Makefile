@@ -20,6 +20,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+	$(PY) -m pytest -q -m slow tests/docs   # every command in docs/, run on tiny data
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

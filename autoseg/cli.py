@@ -413,7 +413,7 @@ def slurm_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cpus", type=int, default=8, help="CPUs per task")
     parser.add_argument("--mem", default="64G", help="memory per task")
     parser.add_argument("--time", default="24:00:00", help="time limit per task")
-    parser.add_argument("extra", nargs=argparse.REMAINDER, help="-- extra autoseg_train flags")
+    parser.epilog = "Flags after a lone -- are passed to autoseg_train in every task."
     return parser
 
 
@@ -421,7 +421,7 @@ def _slurm(args: argparse.Namespace) -> int:
     from autoseg.pipeline.slurm import write_slurm_script
 
     output = args.output or Path(f"train_{args.dataset}_{args.configuration}.sbatch")
-    extra = [a for a in args.extra if a != "--"]
+    extra = args.extra
     path = write_slurm_script(
         args.dataset,
         args.configuration,
@@ -439,7 +439,13 @@ def _slurm(args: argparse.Namespace) -> int:
 
 
 def slurm_main(argv: Sequence[str] | None = None) -> int:
-    return _parse_and_run(slurm_parser(), _slurm, argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    own, extra = (
+        (argv[: argv.index("--")], argv[argv.index("--") + 1 :]) if "--" in argv else (argv, [])
+    )
+    args = slurm_parser().parse_args(own)
+    args.extra = extra
+    return run(_slurm, args)
 
 
 # --- autoseg_predict ---------------------------------------------------------------------

@@ -17,6 +17,7 @@ import torch
 from autoseg.inference.settings import InferenceSettings
 from autoseg.inference.sliding_window import NetworkFn, sliding_window_inference
 from autoseg.inference.tta import Axes, mirror_combinations, mirrored
+from autoseg.networks.base import flushed_denormals
 
 
 def mirror_set(settings: InferenceSettings) -> list[Axes]:
@@ -84,7 +85,7 @@ def predict_case(
     if not networks:
         raise ValueError("predict_case needs at least one network")
     image = torch.as_tensor(image)
-    with torch.inference_mode(), _eval_mode(networks):
+    with torch.inference_mode(), _eval_mode(networks), flushed_denormals(settings.device):
         total: torch.Tensor | None = None
         for network in networks:
             probabilities = torch.softmax(predict_logits(network, image, settings), dim=0)

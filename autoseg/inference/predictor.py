@@ -24,7 +24,6 @@ from autoseg.inference.outputs import CaseOutputs, case_outputs, select_pending,
 from autoseg.inference.postprocess import check_postprocessing, needs_probabilities, postprocess
 from autoseg.inference.predict import predict_case
 from autoseg.inference.settings import InferenceSettings
-from autoseg.networks.base import flush_denormals
 from autoseg.preprocessing.case import preprocess_case, revert_prediction, revert_probabilities
 from autoseg.preprocessing.properties import PreprocessedCase
 from autoseg.preprocessing.spec import PreprocessingSpec
@@ -196,5 +195,4 @@ def predict_folder(
 
 def _prepare_networks(networks: Sequence[Callable], device: str) -> list[Callable]:
     """Modules on the device in eval mode (plain callables are used as they are)."""
-    flush_denormals(device)
     return [n.to(device).eval() if isinstance(n, torch.nn.Module) else n for n in networks]

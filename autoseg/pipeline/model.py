@@ -23,7 +23,6 @@ from autoseg.data.layout import parse_dataset_json, resolve_dataset_dir
 from autoseg.data.workspace import Workspace
 from autoseg.inference.settings import InferenceSettings
 from autoseg.networks import build_network
-from autoseg.networks.base import flush_denormals
 from autoseg.planning.plans import load_plans
 from autoseg.planning.preprocessing_entry import preprocessing_spec
 from autoseg.preprocessing.spec import PreprocessingSpec
@@ -200,7 +199,6 @@ def load_model_folder(
     labels, channels = read_dataset_json(config_dir)
     chosen = _select_folds(config_dir, folds, checkpoint)
     device = resolve_device(device)
-    flush_denormals(device)
     networks = tuple(
         load_network(config_dir / f"fold_{f}" / f"checkpoint_{checkpoint}.pt",
                      plans.plans_id, entry, device)

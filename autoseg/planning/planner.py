@@ -21,10 +21,12 @@ from autoseg.planning.search import Choice, Rung, fit_ladder, interleave
 from autoseg.planning.topology import (
     HYBRID_LEVELS,
     LCNN_LEVELS,
+    MIN_FEATURE_SIZE,
     UNET25D_LEVELS,
     fit_patch_3d,
     hybrid_kwargs,
     lcnn_kwargs,
+    pooling_3d,
     unet25d_kwargs,
 )
 
@@ -54,7 +56,12 @@ def patch_ladder_3d(spacing_mm: list[float], max_shape: list[int]) -> list[tuple
         if too_small or scale < 0.05:
             break
         scale *= PATCH_STEP
-    return sorted(set(patches), key=lambda p: (math.prod(p), p))
+    # A U-Net needs at least one pooling stage; an image too small for that is padded.
+    deep_enough = [p for p in patches if len(pooling_3d(spacing_mm, p)[0]) >= 2]
+    if not deep_enough:
+        padded = [max(n, 2 * MIN_FEATURE_SIZE) for n in max_shape]
+        deep_enough = [tuple(fit_patch_3d(spacing_mm, padded))]
+    return sorted(set(deep_enough), key=lambda p: (math.prod(p), p))
 
 
 def fit_2d(size_yx: list[int], divisor: int, minimum: int) -> tuple[int, int]:

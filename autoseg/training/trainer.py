@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from autoseg.networks.base import flush_denormals
+from autoseg.networks.base import flushed_denormals
 from autoseg.training import checkpoint
 from autoseg.training.batches import Batch, BatchProvider
 from autoseg.training.distributed import SINGLE, DistContext, all_reduce_sum, unwrap
@@ -113,7 +113,6 @@ class Trainer:
         self.model, self.loss, self.optimizer, self.schedule = model, loss, optimizer, schedule
         self.batches, self.validation, self.settings = batches, validation, settings
         self.device, self.context = device, context
-        flush_denormals(device)
         self.network = unwrap(model)
         self.dtype = amp_dtype(device, settings.amp)
         use_scaler = self.dtype == torch.float16
@@ -134,8 +133,9 @@ class Trainer:
         a crashed run keeps its last ``checkpoint_latest.pt`` and writes no final one."""
         self.call("before_train")
         try:
-            while self.state.epoch < self.settings.epochs and not self.state.stop:
-                self.run_epoch()
+            with flushed_denormals(self.device):
+                while self.state.epoch < self.settings.epochs and not self.state.stop:
+                    self.run_epoch()
             self.call("after_train")
         finally:
             self.batches.close()
