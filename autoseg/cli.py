@@ -438,11 +438,16 @@ def _slurm(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def split_passthrough(argv: Sequence[str]) -> tuple[list[str], list[str]]:
+    """``[own flags] -- [flags for the command being wrapped]``."""
+    argv = list(argv)
+    if "--" not in argv:
+        return argv, []
+    return argv[: argv.index("--")], argv[argv.index("--") + 1 :]
+
+
 def slurm_main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    own, extra = (
-        (argv[: argv.index("--")], argv[argv.index("--") + 1 :]) if "--" in argv else (argv, [])
-    )
+    own, extra = split_passthrough(sys.argv[1:] if argv is None else argv)
     args = slurm_parser().parse_args(own)
     args.extra = extra
     return run(_slurm, args)

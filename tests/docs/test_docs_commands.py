@@ -67,7 +67,8 @@ def parse_check(command: DocCommand) -> None:
     """Parse one doc command with the real parser (SystemExit on a bad flag)."""
     program, args = command.program, list(command.words[1:])
     if program in PARSERS:
-        PARSERS[program]().parse_args(args)
+        own, _ = cli.split_passthrough(args) if program == "autoseg_slurm" else (args, [])
+        PARSERS[program]().parse_args(own)
     elif program == "torchrun":
         cli.train_parser().parse_args(training_args(command.words))
     elif program == "make":
