@@ -29,6 +29,7 @@ import numpy as np
 
 DATASETS = {"atlas_2mm": ("small", 40), "atlas_1mm": ("full", 10)}
 NNUNET_ID = 501
+PATCH_READS = 200
 
 
 def tree_rss_bytes(root_pid: int) -> int:
@@ -126,23 +127,26 @@ def time_nnunet(work: Path, name: str, python: str) -> tuple[float, float]:
 
 
 def autoseg_patch_read_ms(work: Path, name: str, patch: tuple[int, int, int]) -> float:
-    """Median ms to read one random patch from an autoseg cache (memory-mapped npz)."""
-    from autoseg.preprocessing.cache import load_case
+    """Median ms to read one random training patch the way the training loader does.
+
+    The loader's ``CaseReader`` memory-maps a case (and parses its JSON) once, then cuts
+    every later patch straight out of the map; the first open of each case is included.
+    """
+    from autoseg.training.sampling import CaseReader
 
     caches = [p for p in (work / "preprocessed" / name).iterdir() if p.name.startswith("3d_")]
-    files = sorted(caches[0].glob("*.npz"))
+    case_ids = sorted(p.stem for p in caches[0].glob("*.npz"))
+    reader = CaseReader(caches[0])
     rng = np.random.default_rng(0)
     times = []
-    for _ in range(30):
-        path = files[rng.integers(len(files))]
+    for _ in range(PATCH_READS):
+        case_id = case_ids[rng.integers(len(case_ids))]
         start = time.perf_counter()
-        case = load_case(path.parent, path.stem, mmap=True)
-        data = case.data
+        shape = reader.case(case_id).data.shape[1:]
         corner = [
-            rng.integers(0, max(1, s - p + 1)) for s, p in zip(data.shape[1:], patch, strict=True)
+            int(rng.integers(0, max(1, s - p + 1))) for s, p in zip(shape, patch, strict=True)
         ]
-        region = tuple(slice(c, c + p) for c, p in zip(corner, patch, strict=True))
-        np.ascontiguousarray(data[(slice(None), *region)])
+        reader.region(case_id, corner, patch)
         times.append((time.perf_counter() - start) * 1000)
     return statistics.median(times)
 
@@ -160,7 +164,7 @@ ids = cls.get_identifiers(folder)
 ds = cls(folder, ids)
 rng = np.random.default_rng(0)
 times = []
-for _ in range(30):
+for _ in range({PATCH_READS}):
     key = ids[rng.integers(len(ids))]
     start = time.perf_counter()
     data, seg, seg_prev, props = ds.load_case(key)
