@@ -5,6 +5,7 @@ Everything here is a small named decision with its reason, read off the fingerpr
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import numpy as np
@@ -112,21 +113,28 @@ def deep_supervision_weights(outputs: int) -> list[float]:
     return [w / total for w in raw]
 
 
+# Augmentation ranges written into every plan; the training loader falls back on the same
+# values (autoseg.training.augmentation.DEFAULTS) for keys a hand-edited plan leaves out.
+AUGMENTATION_RANGES: dict[str, Any] = {
+    "rotation_deg": [-30.0, 30.0],
+    "scale": [0.7, 1.4],  # < 1 zooms in, > 1 zooms out (batchgenerators' convention)
+    "elastic": False,
+    "gaussian_noise_variance": [0.0, 0.1],
+    "gaussian_blur_sigma": [0.5, 1.0],
+    "brightness": [0.75, 1.25],
+    "contrast": [0.75, 1.25],
+    "low_resolution": [0.5, 1.0],
+    "gamma": [0.7, 1.5],
+    "probability": 0.2,
+}
+
+
 def augmentation(dims: int, anisotropic: bool) -> dict[str, Any]:
     """Augmentation defaults; thick-slice data rotates in-plane only (dummy 2D)."""
     return {
-        "rotation_deg": [-30.0, 30.0],
+        **copy.deepcopy(AUGMENTATION_RANGES),  # plans own their lists
         "rotation_axes": "in_plane" if anisotropic or dims == 2 else "all",
-        "scale": [0.7, 1.4],
-        "elastic": False,
-        "gaussian_noise_variance": [0.0, 0.1],
-        "gaussian_blur_sigma": [0.5, 1.0],
-        "brightness": [0.75, 1.25],
-        "contrast": [0.75, 1.25],
-        "low_resolution": [0.5, 1.0],
-        "gamma": [0.7, 1.5],
         "mirror_axes": list(range(dims)),
-        "probability": 0.2,
     }
 
 

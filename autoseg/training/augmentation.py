@@ -14,6 +14,7 @@ only, never across the thick Z axis.
 
 from __future__ import annotations
 
+import copy
 import itertools
 import math
 from collections.abc import Sequence
@@ -34,6 +35,7 @@ from batchgenerators.transforms.noise_transforms import (
 from batchgenerators.transforms.resample_transforms import SimulateLowResolutionTransform
 from batchgenerators.transforms.spatial_transforms import MirrorTransform, SpatialTransform
 
+from autoseg.planning.rules import AUGMENTATION_RANGES
 from autoseg.training.sampling import SEG_PAD
 
 # Defaults (nnU-Net-like). Ranges are [low, high]; a null range or probability 0 disables
@@ -41,20 +43,11 @@ from autoseg.training.sampling import SEG_PAD
 # "probabilities" names its own (keys: rotation, scale, elastic, noise, blur, brightness,
 # contrast, low_resolution, gamma).
 DEFAULTS: dict[str, Any] = {
-    "rotation_deg": [-30.0, 30.0],  # 3D; 2D / 2.5D default to the full circle, see defaults()
+    **AUGMENTATION_RANGES,  # rotation +-30 deg is for 3D; 2D / 2.5D: see defaults()
     "rotation_axes": "all",  # "all" (3D), or "in_plane": about Z only
-    "scale": [0.7, 1.4],  # < 1 zooms in, > 1 zooms out (batchgenerators' convention)
-    "elastic": False,
     "elastic_alpha": [0.0, 200.0],
     "elastic_sigma": [9.0, 13.0],
-    "gaussian_noise_variance": [0.0, 0.1],
-    "gaussian_blur_sigma": [0.5, 1.0],
-    "brightness": [0.75, 1.25],
-    "contrast": [0.75, 1.25],
-    "low_resolution": [0.5, 1.0],
-    "gamma": [0.7, 1.5],
     "mirror_axes": [0, 1, 2],
-    "probability": 0.2,
     "probabilities": {
         "noise": 0.1,
         "brightness": 0.15,
@@ -73,7 +66,7 @@ ANGLE_STEP = math.radians(5.0)
 def defaults(dim: int) -> dict[str, Any]:
     """The default settings for 2D or 3D patches: 2D rotates in-plane over the full circle
     (slices have no preferred orientation), 3D by +-30 degrees about every axis."""
-    settings = {**DEFAULTS, "probabilities": dict(DEFAULTS["probabilities"])}
+    settings = copy.deepcopy(DEFAULTS)
     if dim == 2:
         settings.update(rotation_deg=[-180.0, 180.0], rotation_axes="in_plane", mirror_axes=[0, 1])
     return settings
