@@ -1,15 +1,22 @@
 """Peak training memory (bytes) and compute (FLOPs) of a network, without a GPU.
 
 The network is built on the ``meta`` device (shapes only, no storage) and one training
-step is traced: a forward pass and a Dice+CE-like loss on every output. Every tensor
-autograd saves for the backward is recorded through
+step is traced: a forward pass, a Dice+CE-like loss on every output, and the backward.
+Every tensor autograd saves for the backward is recorded through
 ``torch.autograd.graph.saved_tensors_hooks`` (deduplicated by storage, parameters
-excluded), which is what a real step keeps alive at its peak: the start of the backward
-pass. FLOPs are counted on convolutions and linear layers by forward hooks (forward x 3
-for forward + backward); ``torch.utils.flop_counter`` gives the same figures within
-~10 % but makes the trace several times slower. AMP is emulated by a function mode that
-casts like CUDA autocast does (matmul-like ops in float16, layer/group norm and softmax
-in float32). Activation checkpointing is traced as the network implements it (its
+excluded): what a real step keeps alive when the backward starts. The backward frees
+them as it goes while it allocates gradients, so whether it rises above that level
+depends on the order: a U-Net's full-resolution decoder gradients come first, beside
+every saved tensor; the 3D slice encoder of 2d_lcnn comes last, after most of them are
+freed. So the step runs under a dispatch mode that follows every storage from
+allocation to release, and the peak's rise above the backward's start (gradients,
+recomputation under checkpointing) is the workspace.
+
+FLOPs are counted on convolutions and linear layers by forward hooks (forward x 3 for
+forward + backward); ``torch.utils.flop_counter`` gives the same figures within ~10 %
+but makes the trace several times slower. AMP is emulated by a function mode that casts
+like CUDA autocast does (matmul-like ops in float16, layer/group norm and softmax in
+float32). Activation checkpointing is traced as the network implements it (its
 ``checkpointing`` keyword). Saved tensors are per sample, so each (network, patch, amp,
 checkpointing) is traced once at batch 1 and cached; batches scale linearly.
 """
@@ -19,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -28,16 +36,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
 
 GB = 1024**3
-# Allocator slack on top of the traced tensors: rounding to block sizes, the transient
-# output of the op that runs at the peak, and cuDNN / oneDNN scratch space.
+# Allocator slack on top of the traced tensors: rounding to block sizes and cuDNN /
+# oneDNN scratch space, which the meta device does not allocate.
 WORKSPACE_FRACTION = 0.05
 WORKSPACE_FIXED_BYTES = 64 * 1024**2
-# Gradient buffers alive together at the start of the backward pass, in multiples of
-# the largest saved activation (the incoming gradient and the one being produced).
-GRADIENT_BUFFERS = 2
-RECOMPUTE_FRACTION = 0.35
 
 LOW_PRECISION_OPS = {
     F.conv1d, F.conv2d, F.conv3d, F.conv_transpose1d, F.conv_transpose2d,
@@ -61,7 +67,8 @@ class MemoryEstimate:
         weights: parameters (float32 master copy).
         gradients: parameter gradients.
         optimizer_state: SGD momentum buffers.
-        workspace: gradient buffers at the backward's start plus allocator slack.
+        workspace: what the backward allocates above the saved tensors at its peak
+            (gradients, recomputed activations), plus allocator slack.
         gflops: forward + backward GFLOPs of one iteration (for CPU time budgets).
         outputs: logits tensors the network returns (deep-supervision scales).
     """
@@ -92,8 +99,10 @@ class MemoryEstimate:
 
 @dataclass(frozen=True)
 class _Trace:
+    """One sample's step: saved tensors, the peak's rise above them, parameters, FLOPs."""
+
     saved_bytes: int
-    largest_bytes: int
+    backward_bytes: int
     parameters: int
     flops: int
     outputs: int = 1
@@ -155,41 +164,137 @@ def _module_flops(module: nn.Module, inputs: tuple, output: Any) -> int:
     return 0
 
 
-def _trace_step(model: nn.Module, x: torch.Tensor, amp: bool) -> _Trace:
-    """Forward + loss on meta tensors, recording the tensors saved for backward.
+def _is_tensor(value: Any) -> bool:
+    return isinstance(value, torch.Tensor)
 
-    Every tensor the backward needs is saved during the forward, so no backward is run
-    (it would double the planning time). FLOPs are counted on convolutions and linear
-    layers (attention products at the bottleneck are negligible beside them); the
-    backward costs about twice the forward.
+
+def _storage_key(tensor: torch.Tensor) -> int:
+    return tensor.untyped_storage()._cdata
+
+
+class _LiveStorages(TorchDispatchMode):
+    """Follows every storage an op creates from allocation to release, in order.
+
+    Only storages an op allocates count: a view or in-place result shares its argument's
+    storage, so parameters and the input, made outside the mode, stay unseen even when
+    the backward detaches them to unpack a saved weight. Each storage gets a serial, so
+    a freed address that a later storage reuses is not mistaken for it.
     """
-    param_storages = {p.untyped_storage()._cdata for p in model.parameters()}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._live: dict[int, tuple[int, int]] = {}  # storage address -> (serial, bytes)
+        self.events: list[tuple[int, int]] = []  # (serial, +bytes allocated / -bytes freed)
+
+    def __torch_dispatch__(self, func: Callable, types: Any, args: tuple = (), kwargs: Any = None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        arguments = {_storage_key(t) for t in tree_leaves((args, kwargs)) if _is_tensor(t)}
+        for leaf in tree_leaves(out):
+            if _is_tensor(leaf) and _storage_key(leaf) not in arguments:
+                self._follow(leaf.untyped_storage())
+        return out
+
+    def _follow(self, storage: torch.UntypedStorage) -> None:
+        key = storage._cdata
+        if key in self._live:
+            return
+        entry = (len(self.events), storage.nbytes())
+        self._live[key] = entry
+        self.events.append(entry)
+        weakref.finalize(storage, self._free, key, entry).atexit = False
+
+    def _free(self, key: int, entry: tuple[int, int]) -> None:
+        if self._live.get(key) == entry:
+            del self._live[key]
+        self.events.append((entry[0], -entry[1]))
+
+    def serial(self, tensor: torch.Tensor) -> int | None:
+        """Serial of the live storage under ``tensor``; None if it was made outside."""
+        entry = self._live.get(_storage_key(tensor))
+        return None if entry is None else entry[0]
+
+    def peak_above(self, start: int, ignore: set[int]) -> int:
+        """Peak live bytes of the run above those live before event ``start``.
+
+        Storages whose serial is in ``ignore`` are left out.
+        """
+        live = peak = 0
+        base = None
+        for index, (serial, nbytes) in enumerate(self.events):
+            if index == start:
+                base = live
+            if serial not in ignore:
+                live += nbytes
+            peak = max(peak, live)
+        return max(0, peak - (live if base is None else base))
+
+
+def _backward(loss: torch.Tensor) -> None:
+    """``loss.backward()`` straight into the autograd engine.
+
+    ``Tensor.backward`` hands itself to the active function mode, which runs it with the
+    mode popped; the autocast emulation must stay active so that checkpointed regions
+    recompute in the dtypes of their forward.
+    """
+    engine = torch.autograd.Variable._execution_engine
+    engine.run_backward((loss,), (torch.ones_like(loss),), False, False, (), True, True)
+
+
+def _traced_forward(
+    model: nn.Module, x: torch.Tensor
+) -> tuple[list[torch.Tensor], torch.Tensor, int, int]:
+    """Forward + loss: outputs, loss, bytes saved for the backward, forward FLOPs.
+
+    Saved bytes count distinct storages, parameters excluded, outputs included (a
+    trainer keeps them). FLOPs are counted on convolutions and linear layers (attention
+    products at the bottleneck are negligible beside them).
+    """
+    param_storages = {_storage_key(p) for p in model.parameters()}
     saved: dict[int, torch.Tensor] = {}
     flops = [0]
 
     def pack(tensor: torch.Tensor) -> torch.Tensor:
-        key = tensor.untyped_storage()._cdata
-        if key not in param_storages:
-            saved[key] = tensor  # holding it keeps the storage address unique
+        if _storage_key(tensor) not in param_storages:
+            saved[_storage_key(tensor)] = tensor  # holding it keeps the address unique
         return tensor
 
     def count(module: nn.Module, inputs: tuple, output: Any) -> None:
         flops[0] += _module_flops(module, inputs, output)
 
     handle = nn.modules.module.register_module_forward_hook(count)
-    autocast = _AutocastEmulation() if amp else contextlib.nullcontext()
     try:
-        with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor), autocast:
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
             outputs = model(x)
-            _proxy_loss(outputs)
+            loss = _proxy_loss(outputs)
     finally:
         handle.remove()
-    outputs_list = [outputs] if isinstance(outputs, torch.Tensor) else list(outputs)
-    for out in outputs_list:
-        saved.setdefault(out.untyped_storage()._cdata, out)
-    sizes = [t.untyped_storage().nbytes() for t in saved.values()]
+    outputs = [outputs] if isinstance(outputs, torch.Tensor) else list(outputs)
+    for out in outputs:
+        saved.setdefault(_storage_key(out), out)
+    saved_bytes = sum(t.untyped_storage().nbytes() for t in saved.values())
+    saved.clear()  # every saved variable keeps ``pack``, and with it this dict, alive
+    return outputs, loss, saved_bytes, flops[0]
+
+
+def _trace_step(model: nn.Module, x: torch.Tensor, amp: bool) -> _Trace:
+    """Forward + loss + backward on meta tensors: saved tensors and the backward's rise.
+
+    Only autograd and the outputs hold the saved tensors when the backward starts, so it
+    frees them as a real one does. Parameter gradients are left out of the rise (counted
+    apart). The backward costs about twice the forward's FLOPs.
+    """
+    tracker = _LiveStorages()
+    # The emulation stays on through the backward: checkpointed regions recompute there.
+    autocast = _AutocastEmulation() if amp else contextlib.nullcontext()
+    with tracker, autocast:
+        outputs, loss, saved_bytes, flops = _traced_forward(model, x)
+        backward_start = len(tracker.events)
+        _backward(loss)
+    gradients = {tracker.serial(p.grad) for p in model.parameters() if p.grad is not None}
+    rise = tracker.peak_above(backward_start, gradients - {None})
     parameters = sum(p.numel() for p in model.parameters())
-    return _Trace(sum(sizes), max(sizes, default=0), parameters, 3 * flops[0], len(outputs_list))
+    return _Trace(saved_bytes, rise, parameters, 3 * flops, len(outputs))
 
 
 @lru_cache(maxsize=4096)
@@ -222,22 +327,6 @@ def network_spec_json(spec: dict[str, Any], checkpointing: bool) -> str:
     return json.dumps({"name": spec["name"], "kwargs": kwargs}, sort_keys=True)
 
 
-def _sample_trace(
-    spec: dict[str, Any], patch: tuple[int, ...], amp: bool, checkpointing: bool
-) -> tuple[_Trace, int]:
-    """One sample's trace and, with checkpointing, the bytes a backward recomputation adds.
-
-    The backward of a checkpointed region re-materialises that region's activations; the
-    largest region (a full-resolution stage) holds about RECOMPUTE_FRACTION of what
-    checkpointing saved.
-    """
-    trace = _cached_trace(network_spec_json(spec, checkpointing), patch, amp)
-    if not checkpointing:
-        return trace, 0
-    plain = _cached_trace(network_spec_json(spec, False), patch, amp)
-    return trace, int(RECOMPUTE_FRACTION * max(0, plain.saved_bytes - trace.saved_bytes))
-
-
 def estimate_training_memory(
     network_spec: dict[str, Any],
     patch_size: Sequence[int],
@@ -258,10 +347,10 @@ def estimate_training_memory(
         A :class:`MemoryEstimate` in bytes, with the iteration's GFLOPs.
     """
     patch = tuple(int(v) for v in patch_size)
-    trace, recompute = _sample_trace(network_spec, patch, amp, checkpointing)
-    activations = (trace.saved_bytes + recompute) * batch_size
+    trace = _cached_trace(network_spec_json(network_spec, checkpointing), patch, amp)
+    activations = trace.saved_bytes * batch_size
     weights = trace.parameters * 4
-    workspace = GRADIENT_BUFFERS * trace.largest_bytes * batch_size
+    workspace = trace.backward_bytes * batch_size
     workspace += int(WORKSPACE_FRACTION * activations) + WORKSPACE_FIXED_BYTES
     return MemoryEstimate(
         activations=int(activations),
