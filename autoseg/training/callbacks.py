@@ -13,16 +13,19 @@ from __future__ import annotations
 import csv
 import math
 import signal
+import statistics
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import torch
 from tqdm import tqdm
 
 from autoseg.data.atomic import atomic_path
 from autoseg.training.checkpoint import save_checkpoint
-from autoseg.training.distributed import any_rank
+from autoseg.training.distributed import all_reduce_sum, any_rank
 
 LOG_COLUMNS = ("epoch", "train_loss", "val_loss", "pseudo_dice", "ema_dice", "lr",
                "epoch_seconds")  # fmt: skip
@@ -135,20 +138,44 @@ class EarlyStopping(Callback):
 
 
 class TimeBudget(Callback):
-    """End the run after ``max_minutes`` of training: the current epoch stops after this
-    step, is validated and logged, and the final checkpoint is written."""
+    """Fit the run to ``max_minutes`` of training.
 
-    def __init__(self, max_minutes: float):
-        self.seconds = 60.0 * max_minutes
-        self.started = time.monotonic()
+    After every epoch the run's length is set to the epochs that the time left allows at
+    the median epoch time so far (never more than planned), so the LR schedule decays to
+    its end inside the budget instead of being cut off at a high LR. If time still runs
+    out, the current epoch stops after this step, is validated and logged, and the final
+    checkpoint is written.
+    """
+
+    def __init__(self, max_minutes: float, clock: Callable[[], float] = time.monotonic):
+        self.seconds, self.clock = 60.0 * max_minutes, clock
+        self.started = clock()
+        self.epoch_started = self.started
+        self.durations: list[float] = []
 
     def before_train(self) -> None:
-        self.started = time.monotonic()
+        self.started = self.clock()
+
+    def before_epoch(self) -> None:
+        self.epoch_started = self.clock()
 
     def after_step(self) -> None:
-        over = time.monotonic() - self.started >= self.seconds
+        over = self.clock() - self.started >= self.seconds
         if any_rank(over, self.trainer.context):
             self.trainer.state.stop = True
+
+    def after_epoch(self) -> None:
+        self.durations.append(self.clock() - self.epoch_started)
+        left = self.seconds - (self.clock() - self.started)
+        per_epoch = mean_over_ranks(statistics.median(self.durations), self.trainer.context)
+        state, planned = self.trainer.state, self.trainer.settings.epochs
+        state.fitted_epochs = min(planned, state.epoch + max(0, int(left // per_epoch)))
+
+
+def mean_over_ranks(value: float, context: Any) -> float:
+    """Ranks must agree on the run's length, so they share one epoch time."""
+    total = all_reduce_sum(torch.tensor([value], dtype=torch.float64), context)
+    return float(total.item()) / max(1, getattr(context, "world_size", 1))
 
 
 class SignalCheckpoint(Callback):
@@ -192,7 +219,7 @@ class ProgressBar(Callback):
         self.bar = tqdm(
             total=settings.iterations_per_epoch,
             initial=state.epoch_step,
-            desc=f"epoch {state.epoch + 1}/{settings.epochs}",
+            desc=f"epoch {state.epoch + 1}/{self.trainer.epochs}",
             disable=not self.enabled,
             leave=False,
         )

@@ -71,19 +71,30 @@ OPTIMIZERS.update(sgd=_sgd, adamw=_adamw)
 
 @dataclass(frozen=True)
 class LRSchedule:
-    """LR factor per epoch: ``factor(epoch)`` multiplies each group's base LR.
+    """LR factor per epoch of a run of ``epochs`` epochs.
+
+    The curve is a function of ``(epoch, epochs)`` so that a run whose length changes
+    while it trains (fitted to a ``--max-minutes`` budget) still decays to its end.
 
     Attributes:
         name: registered schedule name (recorded in checkpoints).
-        factor: epoch -> multiplier of the base LR.
+        curve: ``(epoch, epochs) -> multiplier`` of the base LR.
+        epochs: the run's planned epochs.
     """
 
     name: str
-    factor: Callable[[int], float]
+    curve: Callable[[int, int], float]
+    epochs: int
 
-    def apply(self, optimizer: torch.optim.Optimizer, epoch: int) -> float:
+    def factor(self, epoch: int, epochs: int | None = None) -> float:
+        """The multiplier at ``epoch`` of a run of ``epochs`` (default: the planned ones)."""
+        return self.curve(epoch, epochs or self.epochs)
+
+    def apply(
+        self, optimizer: torch.optim.Optimizer, epoch: int, epochs: int | None = None
+    ) -> float:
         """Set every group's LR for ``epoch``; returns the first group's LR (for the log)."""
-        scale = self.factor(epoch)
+        scale = self.factor(epoch, epochs)
         for group in optimizer.param_groups:
             group.setdefault("base_lr", group["lr"])
             group["lr"] = group["base_lr"] * scale
@@ -120,7 +131,7 @@ def cosine_restart_factor(
 
 
 def _poly(epochs: int, poly_exponent: float = 0.9, **_: Any) -> LRSchedule:
-    return LRSchedule("poly", lambda e: poly_factor(e, epochs, poly_exponent))
+    return LRSchedule("poly", lambda e, total: poly_factor(e, total, poly_exponent), epochs)
 
 
 def _cosine(
@@ -130,15 +141,15 @@ def _cosine(
     min_lr_fraction: float = 0.0,
     **_: Any,
 ) -> LRSchedule:
-    first = restart_epochs or max(1, epochs // 7)  # 1 + 2 + 4 periods fill the run
-    return LRSchedule(
-        "cosine_warm_restarts",
-        lambda e: cosine_restart_factor(e, first, restart_mult, min_lr_fraction),
-    )
+    def curve(epoch: int, total: int) -> float:
+        first = restart_epochs or max(1, total // 7)  # 1 + 2 + 4 periods fill the run
+        return cosine_restart_factor(epoch, first, restart_mult, min_lr_fraction)
+
+    return LRSchedule("cosine_warm_restarts", curve, epochs)
 
 
 def _constant(epochs: int, **_: Any) -> LRSchedule:
-    return LRSchedule("constant", lambda e: 1.0)
+    return LRSchedule("constant", lambda e, total: 1.0, epochs)
 
 
 SCHEDULES.update(poly=_poly, cosine_warm_restarts=_cosine, constant=_constant)

@@ -44,11 +44,13 @@ class TrainState:
     ema_dice: float | None = None
     best_ema_dice: float | None = None
     history: list[dict[str, float]] = field(default_factory=list)
+    fitted_epochs: int | None = None  # the run's length once fitted to a time budget
     stop: bool = False  # finish this epoch, then end the run (early stop, time budget)
     interrupt: bool = False  # end right after this step (signal)
 
     def to_dict(self) -> dict[str, Any]:
-        keys = ("epoch", "iteration", "epoch_step", "epoch_losses", "ema_dice", "best_ema_dice")
+        keys = ("epoch", "iteration", "epoch_step", "epoch_losses", "ema_dice", "best_ema_dice",
+                "fitted_epochs")  # fmt: skip
         return {**{k: getattr(self, k) for k in keys}, "history": list(self.history)}
 
 
@@ -124,6 +126,11 @@ class Trainer:
         for callback in self.callbacks:
             callback.trainer = self
 
+    @property
+    def epochs(self) -> int:
+        """The run's length: the planned epochs, or fewer when fitted to a time budget."""
+        return self.state.fitted_epochs or self.settings.epochs
+
     def call(self, hook: str) -> None:
         for callback in self.callbacks:
             getattr(callback, hook)()
@@ -134,7 +141,7 @@ class Trainer:
         self.call("before_train")
         try:
             with flushed_denormals(self.device):
-                while self.state.epoch < self.settings.epochs and not self.state.stop:
+                while self.state.epoch < self.epochs and not self.state.stop:
                     self.run_epoch()
             self.call("after_train")
         finally:
@@ -145,7 +152,7 @@ class Trainer:
     def run_epoch(self) -> None:
         """One epoch: steps (from ``epoch_step`` on a resume), validation, epoch hooks."""
         self.call("before_epoch")
-        self.lr = self.schedule.apply(self.optimizer, self.state.epoch)
+        self.lr = self.schedule.apply(self.optimizer, self.state.epoch, self.epochs)
         started = time.perf_counter()
         batches = self.batches.for_epoch(self.state.epoch, self.state.iteration)
         while self.state.epoch_step < self.settings.iterations_per_epoch:

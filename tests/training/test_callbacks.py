@@ -58,6 +58,31 @@ def test_time_budget_stops_after_the_current_step(tmp_path: Path) -> None:
     assert (tmp_path / "checkpoint_final.pt").is_file()
 
 
+class TenSecondEpochs(Callback):
+    """A clock that advances 10 s per epoch, whatever the machine's speed."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def after_epoch(self) -> None:
+        self.now += 10.0
+
+
+def test_time_budget_fits_the_run_and_its_lr_decay_to_the_budget(tmp_path: Path) -> None:
+    clock = TenSecondEpochs()
+    budget = TimeBudget(max_minutes=35 / 60, clock=clock)  # room for 3 epochs
+    trainer = make_trainer(tmp_path, "2.5d_unet", epochs=20, iterations=1,
+                           callbacks=[clock, budget])  # fmt: skip
+    state = trainer.train()
+    assert state.fitted_epochs == state.epoch == 3
+    lrs = [row["lr"] for row in state.history]
+    assert lrs[1] == pytest.approx(lrs[0] * (2 / 3) ** 0.9)  # poly over 3 epochs, not 20
+    assert (tmp_path / "checkpoint_final.pt").is_file()
+
+
 class SendSignal(Callback):
     def __init__(self, at_iteration: int):
         self.at = at_iteration

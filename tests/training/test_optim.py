@@ -48,3 +48,9 @@ def test_cosine_warm_restarts_values() -> None:
     assert factors[4] == pytest.approx(0.5) and factors[3] == pytest.approx(0.5 + 0.5 * 2**-0.5)
     schedule = build_schedule("cosine_warm_restarts", 14, restart_epochs=2, min_lr_fraction=0.1)
     assert schedule.factor(1) == pytest.approx(0.1 + 0.9 * 0.5)
+
+
+def test_poly_schedule_follows_a_run_shortened_to_fit_a_budget() -> None:
+    schedule = build_schedule("poly", 30, poly_exponent=1.0)
+    assert schedule.factor(5) == pytest.approx(25 / 30)
+    assert schedule.factor(5, epochs=10) == pytest.approx(0.5)  # fitted to 10 epochs
