@@ -21,7 +21,14 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from autoseg.data.synthetic_anatomy import Anatomy, AnatomyPlan, build_anatomy, draw_plan
+from autoseg.data.synthetic_anatomy import (
+    ACUTE_LESION_VOLUMES,
+    ATLAS_LESION_VOLUMES,
+    Anatomy,
+    AnatomyPlan,
+    build_anatomy,
+    draw_plan,
+)
 from autoseg.data.synthetic_fields import Grid, grid_covering
 from autoseg.data.synthetic_render import (
     CT_HU,
@@ -84,7 +91,8 @@ def case_plan(
     kind: str, seed: int, index: int, split: int = 0, empty_fraction: float = 0.05
 ) -> AnatomyPlan:
     """The scalar plan of one case (lesion side, volume fraction, ...) without rendering it."""
-    return draw_plan(case_rngs(seed, kind, split, index)["plan"], empty_fraction)
+    volumes = ATLAS_LESION_VOLUMES if kind == "atlas" else ACUTE_LESION_VOLUMES
+    return draw_plan(case_rngs(seed, kind, split, index)["plan"], empty_fraction, volumes)
 
 
 def atlas_grid(size: str = "small", spacing_mm: float | None = None) -> Grid:
@@ -107,7 +115,7 @@ def atlas_case(
     spacing = options.spacing_mm[0] if options.spacing_mm else None
     grid = atlas_grid(options.size, spacing)
     rngs = case_rngs(seed, "atlas", split, index)
-    plan = draw_plan(rngs["plan"], options.empty_fraction)
+    plan = draw_plan(rngs["plan"], options.empty_fraction, ATLAS_LESION_VOLUMES)
     anatomy = build_anatomy(grid, ATLAS_CENTER_MM, plan, rngs)
     gain = _site_gain(seed, atlas_site(index, split)) * float(rngs["pose"].uniform(0.95, 1.05))
     image = render_t1(anatomy, ATLAS_CENTER_MM, plan, rngs, gain)

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage
+from scipy import ndimage, special
 
 from autoseg.data.synthetic_fields import CoarseField, Grid, coarse_field, sample_field
 
@@ -43,6 +43,41 @@ class LesionPlan:
 
 
 @dataclass(frozen=True)
+class LogUniformVolumes:
+    """Total lesion volume as a fraction of the brain, log-uniform in ``[low, high]``."""
+
+    low: float
+    high: float
+
+    def fraction(self, u: float) -> float:
+        """The fraction at quantile ``u`` in [0, 1)."""
+        return float(np.exp(np.log(self.low) + u * (np.log(self.high) - np.log(self.low))))
+
+
+@dataclass(frozen=True)
+class LogNormalVolumes:
+    """Total lesion volume as a fraction of the brain, log-normal around ``median`` with
+    log-spread ``sigma``, clipped to ``[low, high]`` (real lesion volumes are right-skewed)."""
+
+    median: float
+    sigma: float
+    low: float
+    high: float
+
+    def fraction(self, u: float) -> float:
+        """The fraction at quantile ``u`` in [0, 1)."""
+        quantile = float(special.ndtri(min(max(u, 1e-9), 1 - 1e-9)))
+        return float(np.clip(self.median * np.exp(self.sigma * quantile), self.low, self.high))
+
+
+# Acute lesions (CT, DWI): 0.26 to 20 ml in a ~1.3 l brain.
+ACUTE_LESION_VOLUMES = LogUniformVolumes(2e-4, 1.5e-2)
+# Chronic T1w lesions as in ATLAS v2.0's training masks (median 5 ml, 0.01 ml upwards):
+# median 0.38 % of a ~1.3 l brain, 80 % of cases between 0.9 and 27 ml, at most 65 ml.
+ATLAS_LESION_VOLUMES = LogNormalVolumes(3.8e-3, 1.3, 1e-5, 0.05)
+
+
+@dataclass(frozen=True)
 class AnatomyPlan:
     """The scalar draws of one case (sizes in mm); fields are drawn separately."""
 
@@ -57,7 +92,7 @@ class AnatomyPlan:
 def draw_plan(
     rng: np.random.Generator,
     empty_fraction: float = 0.05,
-    volume_fraction_range: tuple[float, float] = (2e-4, 1.5e-2),
+    volumes: LogUniformVolumes | LogNormalVolumes = ACUTE_LESION_VOLUMES,
 ) -> AnatomyPlan:
     """Draw one case's anatomy and lesion plan (always the same number of draws per case)."""
     semi_axes = (rng.uniform(62, 68), rng.uniform(80, 86), rng.uniform(55, 61))
@@ -68,8 +103,7 @@ def draw_plan(
     lesion_free = rng.random() < empty_fraction
     count = int(rng.integers(1, 4))
     side = int(rng.choice([-1, 1]))
-    low, high = np.log(volume_fraction_range[0]), np.log(volume_fraction_range[1])
-    fraction = float(np.exp(rng.uniform(low, high)))
+    fraction = volumes.fraction(float(rng.uniform()))
     shares = tuple(float(v) for v in rng.dirichlet(np.full(count, 2.0)))
     contrast = float(rng.random())
     lesion = None if lesion_free else LesionPlan(side, fraction, shares, contrast)

@@ -22,7 +22,14 @@ from autoseg.data.synthetic import (
     list_kinds,
     synthesize,
 )
-from autoseg.data.synthetic_anatomy import CSF, GM, LESION, MIDLINE_MARGIN_MM, WM
+from autoseg.data.synthetic_anatomy import (
+    ATLAS_LESION_VOLUMES,
+    CSF,
+    GM,
+    LESION,
+    MIDLINE_MARGIN_MM,
+    WM,
+)
 
 TINY = SynthOptions(size="tiny")
 SPACE = "space-MNI152NLin2009aSym"
@@ -128,16 +135,24 @@ def test_lesions_in_one_hemisphere_with_planned_volume(index: int) -> None:
     brain = int((case.image > 0).sum())
     tolerance = len(plan.shares) / brain  # each lesion rounds to whole voxels
     assert case.mask.sum() / brain == pytest.approx(plan.volume_fraction, abs=tolerance)
-    assert 2e-4 - tolerance <= case.mask.sum() / brain <= 1.5e-2 + tolerance
+    volumes = ATLAS_LESION_VOLUMES
+    assert volumes.low - tolerance <= case.mask.sum() / brain <= volumes.high + tolerance
 
 
-def test_lesion_plans_lesion_free_share_and_log_uniform_volume() -> None:
+def test_lesion_plans_lesion_free_share_and_atlas_like_volumes() -> None:
     plans = [case_plan("atlas", 0, i) for i in range(600)]
     empty = sum(p.lesion is None for p in plans) / len(plans)
     assert 0.025 <= empty <= 0.08
     fractions = np.array([p.lesion.volume_fraction for p in plans if p.lesion is not None])
-    assert fractions.min() >= 2e-4 and fractions.max() <= 1.5e-2
-    assert 1.2e-3 < np.median(fractions) < 2.5e-3  # log-uniform median: sqrt(2e-4 * 1.5e-2)
+    assert fractions.min() >= 1e-5 and fractions.max() <= 0.05
+    brain_ml = 1320.0  # the synthetic brain; ATLAS v2.0's median lesion is 5 ml
+    assert 4.0 < np.median(fractions) * brain_ml < 6.0
+    spread = np.log(np.percentile(fractions, 84) / np.median(fractions))
+    assert spread == pytest.approx(1.3, abs=0.15)  # log-normal sigma
+    acute = np.array([case_plan("dwi", 0, i).lesion.volume_fraction for i in range(300)
+                      if case_plan("dwi", 0, i).lesion is not None])  # fmt: skip
+    assert acute.min() >= 2e-4 and acute.max() <= 1.5e-2
+    assert 1.2e-3 < np.median(acute) < 2.5e-3  # log-uniform median: sqrt(2e-4 * 1.5e-2)
     assert {len(p.lesion.shares) for p in plans if p.lesion} == {1, 2, 3}
     assert {p.lesion.side for p in plans if p.lesion} == {-1, 1}
 
