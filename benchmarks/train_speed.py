@@ -34,7 +34,8 @@ from dynamic_network_architectures.architectures.unet import PlainConvUNet
 plans = json.load(open(sys.argv[1])); cfg = plans["configurations"][sys.argv[2]]
 arch = cfg["architecture"]["arch_kwargs"]
 net = PlainConvUNet(input_channels=int(sys.argv[3]), num_classes=2, deep_supervision=True,
-    **{k: v for k, v in arch.items() if k not in ("nonlin", "norm_op", "conv_op", "dropout_op")},
+    **{k: v for k, v in arch.items() if not k.startswith(("nonlin", "norm_op", "conv_op",
+                                                          "dropout_op", "_kw"))},
     conv_op=torch.nn.Conv3d if len(cfg["patch_size"]) == 3 else torch.nn.Conv2d,
     norm_op=torch.nn.InstanceNorm3d if len(cfg["patch_size"]) == 3 else torch.nn.InstanceNorm2d,
     norm_op_kwargs={"eps": 1e-5, "affine": True}, nonlin=torch.nn.LeakyReLU,
