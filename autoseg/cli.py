@@ -269,7 +269,9 @@ def train_parser() -> argparse.ArgumentParser:
     parser.add_argument("--overwrite", action="store_true", help="start a finished fold afresh")
     parser.add_argument("--epochs", type=int, help="override the plans' epochs")
     parser.add_argument("--iters-per-epoch", type=int, help="override iterations per epoch")
-    parser.add_argument("--max-minutes", type=float, help="stop training after this long")
+    parser.add_argument("--max-minutes", type=float,
+                        help="train this long: the run is cut to the epochs that fit, so the "
+                             "LR schedule still decays to its end")  # fmt: skip
     parser.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cuda, cpu")
     parser.add_argument("-nw", "--num-workers", type=int, help="loader processes (0: inline)")
     parser.add_argument("--pretrained", type=Path, help="checkpoint to initialise from")
