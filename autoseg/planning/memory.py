@@ -326,7 +326,6 @@ def set_network_builder(builder: Callable[[dict[str, Any]], nn.Module] | None) -
     """Replace the network factory (tests use toy networks); None restores build_network."""
     _BUILDER[0] = builder or _default_builder
     _cached_trace.cache_clear()
-    _cached_forward_flops.cache_clear()
     _parameter_count.cache_clear()
 
 
@@ -372,39 +371,6 @@ def estimate_training_memory(
         gflops=trace.flops * batch_size / 1e9,
         outputs=trace.outputs,
     )
-
-
-def training_gflops(
-    network_spec: dict[str, Any], patch_size: Sequence[int], batch_size: int
-) -> float:
-    """GFLOPs of one training iteration, as in :func:`estimate_training_memory` but from a
-    forward pass alone (no saved-tensor or backward tracing): the cheap first test of a
-    CPU plan's compute cap, which most of a ladder's larger rungs fail."""
-    spec_json = network_spec_json(network_spec, checkpointing=False)
-    flops = _cached_forward_flops(spec_json, tuple(int(v) for v in patch_size))
-    return flops * batch_size / 1e9
-
-
-@lru_cache(maxsize=4096)
-def _cached_forward_flops(spec_json: str, patch: tuple[int, ...]) -> int:
-    """Forward + backward FLOPs of one sample (3 x the forward's, as the full trace)."""
-    spec = json.loads(spec_json)
-    with torch.device("meta"):
-        model = _BUILDER[0](spec)
-    model.train()
-    x = torch.empty((1, int(spec["kwargs"]["in_channels"]), *patch), device="meta")
-    flops = [0]
-
-    def count(module: nn.Module, inputs: tuple, output: Any) -> None:
-        flops[0] += _module_flops(module, inputs, output)
-
-    handle = nn.modules.module.register_module_forward_hook(count)
-    try:
-        with torch.no_grad():
-            model(x)
-    finally:
-        handle.remove()
-    return 3 * flops[0]
 
 
 def parameter_count(network_spec: dict[str, Any]) -> int:

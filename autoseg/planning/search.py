@@ -15,12 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from autoseg.planning.device import Budget
-from autoseg.planning.memory import (
-    GB,
-    MemoryEstimate,
-    estimate_training_memory,
-    training_gflops,
-)
+from autoseg.planning.memory import GB, MemoryEstimate, estimate_training_memory
 
 # Keep headroom for the CUDA context, allocator fragmentation and data-loader tensors.
 USABLE_FRACTION = 0.9
@@ -71,14 +66,6 @@ def _estimate(rung: Rung, batch: int, budget: Budget, checkpointing: bool) -> Me
     return estimate_training_memory(rung.network, rung.patch, batch, budget.amp, checkpointing)
 
 
-def fits(rung: Rung, batch: int, budget: Budget, checkpointing: bool) -> bool:
-    """:func:`within` for a candidate; the compute cap is tested first, on FLOPs alone."""
-    cap = budget.gflops_per_iteration
-    if cap is not None and training_gflops(rung.network, rung.patch, batch) > cap:
-        return False
-    return within(_estimate(rung, batch, budget, checkpointing), budget)
-
-
 def largest_fitting(count: int, fits: Callable[[int], bool]) -> int:
     """Largest index in ``range(count)`` with ``fits`` true (monotone), or -1."""
     low, high = -1, count - 1
@@ -93,7 +80,9 @@ def largest_fitting(count: int, fits: Callable[[int], bool]) -> int:
 
 def fit_ladder(rungs: list[Rung], budget: Budget, max_batch: int, can_checkpoint: bool) -> Choice:
     """Pick rung, batch size and checkpointing for a budget (see module docstring)."""
-    index = largest_fitting(len(rungs), lambda i: fits(rungs[i], MIN_BATCH, budget, False))
+    index = largest_fitting(
+        len(rungs), lambda i: within(_estimate(rungs[i], MIN_BATCH, budget, False), budget)
+    )
     checkpointing = False
     if index < 0:
         index, checkpointing = 0, can_checkpoint
@@ -103,7 +92,7 @@ def fit_ladder(rungs: list[Rung], budget: Budget, max_batch: int, can_checkpoint
         cap = max(MIN_BATCH, min(max_batch, MAX_BATCH))
         offset = largest_fitting(
             cap - MIN_BATCH + 1,
-            lambda k: fits(rung, MIN_BATCH + k, budget, checkpointing),
+            lambda k: within(_estimate(rung, MIN_BATCH + k, budget, checkpointing), budget),
         )
         batch = MIN_BATCH + max(offset, 0)
     estimate = _estimate(rung, batch, budget, checkpointing)
