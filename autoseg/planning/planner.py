@@ -27,6 +27,7 @@ from autoseg.planning.topology import (
     LCNN_LEVELS,
     MIN_FEATURE_SIZE,
     UNET25D_LEVELS,
+    divisors_of,
     fit_patch_3d,
     hybrid_kwargs,
     lcnn_kwargs,
@@ -34,12 +35,14 @@ from autoseg.planning.topology import (
     unet25d_kwargs,
 )
 
+MAX_WINDOWS_PER_AXIS = 6  # CPU tiling patches: at most this many windows along an axis
 PATCH_STEP = 0.85  # per-axis shrink between patch rungs (~0.6x the voxels)
 MIN_PATCH_MM = 24.0  # a smaller patch sees too little context around a lesion
 BATCH_DATASET_FRACTION = 0.05
 # Network sizes a CPU plan may use (3d_hybrid up to base width 12, 2.5d_unet up to 16,
 # 2d_lcnn its two smallest): see level_count.
 CPU_LEVELS = {"3d_hybrid": 4, "2.5d_unet": 3, "2d_lcnn": 2}
+CPU_MIN_LEVEL_3D = 2  # base width 8: narrower 3d_hybrids learned markedly slower on the CPU
 # The LCNN's global ResNeXt path pools by 32; instance norm needs > 1 voxel at its end.
 LCNN_MIN_PATCH = 64
 PREPROCESSING = {"crop_to_nonzero": True, "n4": False, "anisotropy_threshold": 3.0,
@@ -68,6 +71,47 @@ def patch_ladder_3d(spacing_mm: list[float], max_shape: list[int]) -> list[tuple
     return sorted(set(deep_enough), key=lambda p: (math.prod(p), p))
 
 
+def fit_patch_up_3d(spacing_mm: list[float], wanted: list[int]) -> tuple[int, ...]:
+    """Round a 3D patch up until its own pooling plan divides it, so it still covers ``wanted``.
+
+    Each pass only grows the patch and a multiple of the largest divisor (16) is always
+    divisible, so the loop ends.
+    """
+    patch = list(wanted)
+    while True:
+        divisors = divisors_of(pooling_3d(spacing_mm, patch)[0])
+        rounded = [math.ceil(n / d) * d for n, d in zip(patch, divisors, strict=True)]
+        if rounded == patch:
+            return tuple(patch)
+        patch = rounded
+
+
+def tiling_patch_ladder_3d(
+    spacing_mm: list[float], median_shape: list[int], step: float
+) -> list[tuple[int, ...]]:
+    """CPU patches: the smallest that cover the median image with n windows per axis.
+
+    Every sliding window costs a forward pass per mirror at inference, and on a CPU that is
+    what a user waits for. A patch that leaves the last window of an axis mostly outside
+    the image (32 voxels on a 66-voxel axis at step 0.5 takes 4 windows; 48 takes 2)
+    pays for context it never uses. So a CPU plan only considers the patches that tile the
+    median image with n = 1, 2, 3... windows per axis at the inference step: p = size /
+    (1 + (n - 1) * step), rounded up to the pooling divisor.
+    """
+    patches: set[tuple[int, ...]] = set()
+    for windows in range(1, MAX_WINDOWS_PER_AXIS + 1):
+        wanted = [max(1, math.ceil(n / (1 + (windows - 1) * step))) for n in median_shape]
+        patch = fit_patch_up_3d(spacing_mm, wanted)
+        if len(pooling_3d(spacing_mm, patch)[0]) < 2:
+            break
+        patches.add(patch)
+        if min(p * s for p, s in zip(patch, spacing_mm, strict=True)) < MIN_PATCH_MM:
+            break
+    if not patches:
+        return patch_ladder_3d(spacing_mm, median_shape)
+    return sorted(patches, key=lambda p: (math.prod(p), p))
+
+
 def fit_2d(size_yx: list[int], divisor: int, minimum: int) -> tuple[int, int]:
     """In-plane patch: the median slice rounded down to the divisor, at least ``minimum``."""
     return tuple(max(minimum, (n // divisor) * divisor) for n in size_yx)
@@ -85,12 +129,29 @@ def level_count(levels: tuple, budget: Budget, cpu_levels: int) -> int:
 
 
 def hybrid_rungs(
-    spacing: list[float], shape: list[int], channels: int, classes: int, levels: int
+    spacing: list[float],
+    shape: list[int],
+    channels: int,
+    classes: int,
+    levels: int,
+    cpu: bool = False,
 ) -> list:
-    """3d_hybrid ladder: patches and network levels growing together."""
-    patches = patch_ladder_3d(spacing, shape)
+    """3d_hybrid ladder: patches and network levels growing together.
+
+    On a CPU the ladder is patch first: the tiling patches (fewest windows at inference) at
+    the slimmest width that still learns quickly, then wider networks on the largest
+    patch. Every window is paid for at prediction time, so fewer windows beat width.
+    """
+    if cpu:
+        patches = tiling_patch_ladder_3d(spacing, shape, rules.inference(3)["step"])
+        floor = min(CPU_MIN_LEVEL_3D, levels - 1)
+        pairs = [(p, floor) for p in range(len(patches))]
+        pairs += [(len(patches) - 1, q) for q in range(floor + 1, levels)]
+    else:
+        patches = patch_ladder_3d(spacing, shape)
+        pairs = interleave(len(patches), levels)
     rungs = []
-    for p, q in interleave(len(patches), levels):
+    for p, q in pairs:
         kwargs = hybrid_kwargs(q, spacing, patches[p], channels, classes)
         rungs.append(Rung({"name": "3d_hybrid", "kwargs": kwargs}, patches[p]))
     return rungs
@@ -165,7 +226,7 @@ def plan_configuration(name: str, fingerprint: dict, budget: Budget) -> dict[str
     slices = 2 * rules.slice_context(spacing) + 1
     if name == "3d_hybrid":
         levels = level_count(HYBRID_LEVELS, budget, CPU_LEVELS["3d_hybrid"])
-        rungs = hybrid_rungs(spacing, shape, channels, classes, levels)
+        rungs = hybrid_rungs(spacing, shape, channels, classes, levels, budget.device == "cpu")
     elif name == "2.5d_unet":
         levels = level_count(UNET25D_LEVELS, budget, CPU_LEVELS["2.5d_unet"])
         rungs = unet25d_rungs(shape, channels, slices, classes, levels)

@@ -77,6 +77,16 @@ def fit_patch_3d(spacing_mm: Sequence[float], patch: Sequence[int]) -> list[int]
     return [max(d, (n // d) * d) for n, d in zip(fitted, divisors_of(strides), strict=True)]
 
 
+def hybrid_groups(base_features: int) -> int:
+    """Cardinality of the 3d_hybrid's grouped convolutions: 4, or 1 (dense) below width 16.
+
+    Under 4 channels per group a grouped convolution is nearly depthwise: it learns slowly
+    (a width-8 network with 4 groups found no lesion in 650 iterations, dense found it in
+    250) and on a CPU it is no cheaper than a dense one (0.44 vs 0.37 s per iteration).
+    """
+    return 4 if base_features >= 16 else 1
+
+
 def hybrid_kwargs(
     level: int, spacing_mm: Sequence[float], patch: Sequence[int], channels: int, classes: int
 ) -> dict[str, Any]:
@@ -91,7 +101,7 @@ def hybrid_kwargs(
         "kernel_sizes": kernels,
         "strides": strides,
         "blocks_per_stage": [1] + [2] * (len(strides) - 1),
-        "groups": 4 if base >= 8 else 2,
+        "groups": hybrid_groups(base),
         "se": True,
         "attention_gates": True,
         "transformer_depth": depth,

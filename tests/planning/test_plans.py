@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import itertools
 import json
 import math
@@ -12,11 +13,13 @@ import torch
 
 from autoseg.data.atomic import read_json
 from autoseg.data.errors import InvalidInputError
+from autoseg.inference.tiles import window_starts
 from autoseg.networks import build_network
 from autoseg.planning.device import Budget, resolve_budget
-from autoseg.planning.planner import plan_from_fingerprint
+from autoseg.planning.planner import plan_from_fingerprint, tiling_patch_ladder_3d
 from autoseg.planning.plans import apply_overrides, load_plans, write_plans
-from autoseg.planning.rules import target_spacing
+from autoseg.planning.rules import shape_at, target_spacing
+from autoseg.planning.topology import divisors_of, pooling_3d
 
 GOLDEN = Path(__file__).parent / "golden"
 BUDGETS_GB = (4, 8, 16, 24, 40, 80)
@@ -104,6 +107,60 @@ def test_cpu_default_plan_is_capped_by_compute() -> None:
     hybrid = plans.configuration("3d_hybrid")
     assert hybrid["network"]["kwargs"]["stage_features"][0] <= 12
     assert hybrid["parameters"] < 2_000_000
+
+
+def windows_per_axis(shape: list[int], patch: tuple[int, ...]) -> list[int]:
+    return [len(window_starts(n, p, 0.5)) for n, p in zip(shape, patch, strict=True)]
+
+
+@pytest.mark.parametrize(
+    ("spacing", "shape"), [([2.0] * 3, [56, 84, 66]), ([1.0] * 3, [145, 175, 140])]
+)
+def test_cpu_tiling_patches_cover_the_median_image_without_waste(
+    spacing: list[float], shape: list[int]
+) -> None:
+    ladder = tiling_patch_ladder_3d(spacing, shape, 0.5)
+    counts = [windows_per_axis(shape, patch) for patch in ladder]
+    # Largest patch first: 1, 2, 3... windows along every axis.
+    assert [c[0] for c in reversed(counts)][:3] == [1, 2, 3]
+    assert all(len(set(c)) == 1 for c in counts)
+    for patch in ladder:
+        divisors = divisors_of(pooling_3d(spacing, patch)[0])
+        assert all(p % d == 0 for p, d in zip(patch, divisors, strict=True))
+        # One divisor less on any axis would need one more window there: no slack.
+        for axis, d in enumerate(divisors):
+            smaller = list(patch)
+            smaller[axis] -= d
+            more = windows_per_axis(shape, tuple(smaller))[axis]
+            assert smaller[axis] == 0 or more > windows_per_axis(shape, patch)[axis]
+
+
+def at_2mm(fingerprint_1mm: dict, median_shape: list[float] | None = None) -> dict:
+    """The 1 mm ATLAS fingerprint as if resampled to 2 mm (optionally another median)."""
+    scaled = copy.deepcopy(fingerprint_1mm)
+    for key in scaled["spacing_mm"]:
+        scaled["spacing_mm"][key] = [2 * v for v in scaled["spacing_mm"][key]]
+    for field in ("shape", "shape_after_crop"):
+        for key in scaled[field]:
+            scaled[field][key] = [v / 2 for v in scaled[field][key]]
+    scaled["voxels_after_crop_total"] /= 8
+    if median_shape is not None:
+        scaled["shape_after_crop"]["median"] = median_shape
+    return scaled
+
+
+@pytest.mark.parametrize(("median", "windows"), [(None, 3), ([56, 84.5, 66.5], 2)])
+def test_cpu_hybrid_patch_tiles_the_median_image(median: list | None, windows: int) -> None:
+    """2 mm CPU plans: a tiling patch, dense width-8 network (the old ladder: a 32x48x40
+    patch, 27 windows and 5.3x the image's voxels for the 56x84x66 median)."""
+    scaled = at_2mm(fingerprint("atlas_1mm"), median)
+    hybrid = plan_from_fingerprint(scaled, resolve_budget("cpu")).configuration("3d_hybrid")
+    shape, patch = shape_at(scaled, hybrid["spacing_mm"]), tuple(hybrid["patch_size"])
+    assert patch in tiling_patch_ladder_3d(hybrid["spacing_mm"], shape, 0.5)
+    assert windows_per_axis(shape, patch) == [windows] * 3
+    assert math.prod(patch) * windows**3 <= (4.7 if windows == 3 else 2.8) * math.prod(shape)
+    assert hybrid["network"]["kwargs"]["stage_features"][0] == 8
+    assert hybrid["network"]["kwargs"]["groups"] == 1
 
 
 def test_planning_is_deterministic(atlas_plans: dict) -> None:
