@@ -113,8 +113,12 @@ def tiling_patch_ladder_3d(
 
 
 def fit_2d(size_yx: list[int], divisor: int, minimum: int) -> tuple[int, int]:
-    """In-plane patch: the median slice rounded down to the divisor, at least ``minimum``."""
-    return tuple(max(minimum, (n // divisor) * divisor) for n in size_yx)
+    """In-plane patch: the median slice rounded up to the divisor, at least ``minimum``.
+
+    Up, not down: one window then covers a median slice at prediction time, where a patch
+    a few voxels short of the slice needs two windows per axis (four per slice).
+    """
+    return tuple(max(minimum, math.ceil(n / divisor) * divisor) for n in size_yx)
 
 
 def level_count(levels: tuple, budget: Budget, cpu_levels: int) -> int:

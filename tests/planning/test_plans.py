@@ -135,6 +135,16 @@ def test_cpu_tiling_patches_cover_the_median_image_without_waste(
             assert smaller[axis] == 0 or more > windows_per_axis(shape, patch)[axis]
 
 
+@pytest.mark.parametrize("config", ["2.5d_unet", "2d_lcnn"])
+def test_2d_patch_covers_the_median_slice_in_one_window(atlas_plans: dict, config: str) -> None:
+    """175x140 slices: 176x144 / 192x160, one window; rounded down (160x128) took four."""
+    slice_yx = shape_at(fingerprint("atlas_1mm"), [1.0, 1.0, 1.0])[1:]
+    for plans in atlas_plans.values():
+        patch = tuple(plans.configuration(config)["patch_size"])
+        assert windows_per_axis(slice_yx, patch) == [1, 1]
+        assert all(p - n < 32 for p, n in zip(patch, slice_yx, strict=True))
+
+
 def at_2mm(fingerprint_1mm: dict, median_shape: list[float] | None = None) -> dict:
     """The 1 mm ATLAS fingerprint as if resampled to 2 mm (optionally another median)."""
     scaled = copy.deepcopy(fingerprint_1mm)
