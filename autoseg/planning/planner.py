@@ -27,8 +27,8 @@ from autoseg.planning.topology import (
     LCNN_LEVELS,
     MIN_FEATURE_SIZE,
     UNET25D_LEVELS,
-    divisors_of,
     fit_patch_3d,
+    fit_patch_up_3d,
     hybrid_kwargs,
     lcnn_kwargs,
     pooling_3d,
@@ -69,21 +69,6 @@ def patch_ladder_3d(spacing_mm: list[float], max_shape: list[int]) -> list[tuple
         padded = [max(n, 2 * MIN_FEATURE_SIZE) for n in max_shape]
         deep_enough = [tuple(fit_patch_3d(spacing_mm, padded))]
     return sorted(set(deep_enough), key=lambda p: (math.prod(p), p))
-
-
-def fit_patch_up_3d(spacing_mm: list[float], wanted: list[int]) -> tuple[int, ...]:
-    """Round a 3D patch up until its own pooling plan divides it, so it still covers ``wanted``.
-
-    Each pass only grows the patch and a multiple of the largest divisor (16) is always
-    divisible, so the loop ends.
-    """
-    patch = list(wanted)
-    while True:
-        divisors = divisors_of(pooling_3d(spacing_mm, patch)[0])
-        rounded = [math.ceil(n / d) * d for n, d in zip(patch, divisors, strict=True)]
-        if rounded == patch:
-            return tuple(patch)
-        patch = rounded
 
 
 def tiling_patch_ladder_3d(

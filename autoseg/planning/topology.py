@@ -77,6 +77,21 @@ def fit_patch_3d(spacing_mm: Sequence[float], patch: Sequence[int]) -> list[int]
     return [max(d, (n // d) * d) for n, d in zip(fitted, divisors_of(strides), strict=True)]
 
 
+def fit_patch_up_3d(spacing_mm: Sequence[float], wanted: Sequence[int]) -> tuple[int, ...]:
+    """Round a 3D patch up until its own pooling plan divides it, so it still covers ``wanted``.
+
+    Each pass only grows the patch and a multiple of the largest divisor (16) is always
+    divisible, so the loop ends.
+    """
+    patch = list(wanted)
+    while True:
+        divisors = divisors_of(pooling_3d(spacing_mm, patch)[0])
+        rounded = [math.ceil(n / d) * d for n, d in zip(patch, divisors, strict=True)]
+        if rounded == patch:
+            return tuple(patch)
+        patch = rounded
+
+
 def hybrid_groups(base_features: int) -> int:
     """Cardinality of the 3d_hybrid's grouped convolutions: 4, or 1 (dense) below width 16.
 
