@@ -1,12 +1,21 @@
 """Synthetic stroke datasets written in the layouts real ones come in (``autoseg_synth``).
 
 Kinds:
-    ``atlas``: skull-stripped T1w MRI with hypointense chronic lesions, ATLAS v2.0 layout
-        (BIDS tree, or ``layout="flat"`` Images/Masks folders), MNI152NLin2009aSym grid.
-    ``ct-png``: thick-slice non-contrast CT patients as folders of 8-bit PNG slices with
-        0/255 masks, head slightly rotated in-plane.
-    ``dwi``: DWI b1000 volumes with hyperintense acute lesions as ``.npy`` + JSON spacing
-        sidecars (``layout="mixed"`` writes every third case as ``.nii.gz``).
+    ``atlas``: T1w MRI of the whole head (skull, scalp, a noisy background, as ATLAS v2.0
+        ships it; ``skull_stripped`` for the brain alone) with hypointense chronic lesions,
+        ATLAS v2.0 layout (BIDS tree, or ``layout="flat"`` Images/Masks folders),
+        MNI152NLin2009aSym grid.
+    ``ct-png``: thick-slice non-contrast CT patients as folders of PNG slices (8-bit brain
+        window, or 16-bit pseudo-HU with ``png_bits=16``) with 0/255 masks, head slightly
+        rotated in-plane.
+    ``dwi``: DWI b1000 and ADC volumes with acute lesions (bright on DWI, dark on ADC) as
+        ``.npy`` + JSON spacing sidecars (``layout="mixed"`` writes every third case as
+        ``.nii.gz``).
+
+Every kind draws from the same harder lesion model (:mod:`autoseg.data.synthetic_lesions`:
+0.05-150 ml, several lesions per case, cortical and periventricular ones, graded cores and
+faint rims), varied anatomy, and site looks (:func:`~autoseg.data.synthetic_render.site_look`)
+that change gain, bias, noise, contrast and blur every few subjects.
 
 A case depends only on ``(seed, kind, split, case index)``: ``cases=5`` writes exactly the
 first five cases of ``cases=20``, byte for byte. Arrays are ``(Z, Y, X)``, spacings
@@ -16,26 +25,29 @@ first five cases of ``cases=20``, byte for byte. Arrays are ``(Z, Y, X)``, spaci
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
 from autoseg.data.synthetic_anatomy import (
-    ACUTE_LESION_VOLUMES,
-    ATLAS_LESION_VOLUMES,
     Anatomy,
     AnatomyPlan,
     build_anatomy,
     draw_plan,
 )
 from autoseg.data.synthetic_fields import Grid, grid_covering
+from autoseg.data.synthetic_lesions import ACUTE_VOLUMES, CHRONIC_VOLUMES
 from autoseg.data.synthetic_render import (
     CT_HU,
+    SiteLook,
+    pseudo_hu_uint16,
     render_ct_hu,
     render_dwi,
     render_t1,
     rotate_in_plane,
+    site_look,
     window_uint8,
 )
 from autoseg.data.synthetic_writers import (
@@ -91,7 +103,7 @@ def case_plan(
     kind: str, seed: int, index: int, split: int = 0, empty_fraction: float = 0.05
 ) -> AnatomyPlan:
     """The scalar plan of one case (lesion side, volume fraction, ...) without rendering it."""
-    volumes = ATLAS_LESION_VOLUMES if kind == "atlas" else ACUTE_LESION_VOLUMES
+    volumes = CHRONIC_VOLUMES if kind == "atlas" else ACUTE_VOLUMES
     return draw_plan(case_rngs(seed, kind, split, index)["plan"], empty_fraction, volumes)
 
 
@@ -102,12 +114,6 @@ def atlas_grid(size: str = "small", spacing_mm: float | None = None) -> Grid:
     return Grid(shape, (spacing, spacing, spacing), ATLAS_ORIGIN_MM)
 
 
-def _site_gain(seed: int, site: int) -> float:
-    """Per-site scanner gain, so sites differ in overall intensity as real ones do."""
-    rng = np.random.default_rng([int(seed), _KIND_CODES["atlas"], 99, site])
-    return float(rng.uniform(0.85, 1.2))
-
-
 def atlas_case(
     seed: int, index: int, options: SynthOptions = DEFAULT_OPTIONS, split: int = 0
 ) -> SyntheticCase:
@@ -115,11 +121,17 @@ def atlas_case(
     spacing = options.spacing_mm[0] if options.spacing_mm else None
     grid = atlas_grid(options.size, spacing)
     rngs = case_rngs(seed, "atlas", split, index)
-    plan = draw_plan(rngs["plan"], options.empty_fraction, ATLAS_LESION_VOLUMES)
-    anatomy = build_anatomy(grid, ATLAS_CENTER_MM, plan, rngs)
-    gain = _site_gain(seed, atlas_site(index, split)) * float(rngs["pose"].uniform(0.95, 1.05))
-    image = render_t1(anatomy, ATLAS_CENTER_MM, plan, rngs, gain)
+    plan = draw_plan(rngs["plan"], options.empty_fraction, CHRONIC_VOLUMES)
+    anatomy = build_anatomy(grid, ATLAS_CENTER_MM, plan, rngs, with_skull=True)
+    look = _look(seed, "atlas", index, split, rngs)
+    image = render_t1(anatomy, ATLAS_CENTER_MM, rngs, look, options.skull_stripped)
     return _case(image, anatomy, plan)
+
+
+def _look(seed: int, kind: str, index: int, split: int, rngs: dict) -> SiteLook:
+    """The case's site look, with a little per-scan gain jitter."""
+    look = site_look(seed, _KIND_CODES[kind], atlas_site(index, split))
+    return replace(look, gain=look.gain * float(rngs["pose"].uniform(0.95, 1.05)))
 
 
 def _case(image: np.ndarray, anatomy: Anatomy, plan: AnatomyPlan) -> SyntheticCase:
@@ -147,33 +159,39 @@ def ct_grid(options: SynthOptions, rng: np.random.Generator) -> tuple[Grid, floa
 def ct_case(
     seed: int, index: int, options: SynthOptions = DEFAULT_OPTIONS, split: int = 0
 ) -> tuple[SyntheticCase, float]:
-    """Render CT patient ``index`` as windowed uint8 slices ``(Z, Y, X)`` and its mask.
+    """Render CT patient ``index`` as PNG-ready slices ``(Z, Y, X)`` and its mask.
 
     Returns:
-        The case (``image`` uint8 brain window, ``mask`` uint8 {0, 1}, both rotated) and the
-        in-plane rotation in degrees.
+        The case (``image`` uint8 brain window, or uint16 pseudo-HU when
+        ``options.png_bits`` is 16; ``mask`` uint8 {0, 1}; both rotated) and the in-plane
+        rotation in degrees.
     """
     rngs = case_rngs(seed, "ct-png", split, index)
     plan = draw_plan(rngs["plan"], options.empty_fraction)
     grid, angle = ct_grid(options, rngs["pose"])
     anatomy = build_anatomy(grid, ATLAS_CENTER_MM, plan, rngs, with_skull=True)
-    hu = rotate_in_plane(render_ct_hu(anatomy, plan, rngs), angle, order=1, fill=CT_HU[0])
+    look = site_look(seed, _KIND_CODES["ct-png"], atlas_site(index, split))
+    hu = rotate_in_plane(render_ct_hu(anatomy, rngs, look), angle, order=1, fill=CT_HU[0])
     lesion = anatomy.full(anatomy.lesion.astype(np.float32), 0.0)
     mask = rotate_in_plane(lesion, angle, order=1, fill=0.0) > 0.5
     tissue = rotate_in_plane(anatomy.full(anatomy.labels, 0), angle, order=0, fill=0.0)
-    return SyntheticCase(window_uint8(hu), mask.astype(np.uint8), grid, plan, tissue), angle
+    pixels = pseudo_hu_uint16(hu) if options.png_bits == 16 else window_uint8(hu)
+    return SyntheticCase(pixels, mask.astype(np.uint8), grid, plan, tissue), angle
 
 
 def dwi_case(
     seed: int, index: int, options: SynthOptions = DEFAULT_OPTIONS, split: int = 0
 ) -> SyntheticCase:
-    """Render DWI case ``index``: b1000 float32 with hyperintense lesions, thick slices."""
+    """Render DWI case ``index``: b1000 (``image``) and ADC (``extra["adc"]``), float32,
+    thick slices; lesions bright on DWI, dark on ADC."""
     spacing = options.spacing_mm or DWI_SPACING[options.size]
     rngs = case_rngs(seed, "dwi", split, index)
     plan = draw_plan(rngs["plan"], options.empty_fraction)
     grid = grid_covering(ATLAS_CENTER_MM, DWI_FOV_MM, tuple(float(s) for s in spacing))
     anatomy = build_anatomy(grid, ATLAS_CENTER_MM, plan, rngs, with_skull=True)
-    return _case(render_dwi(anatomy, ATLAS_CENTER_MM, plan, rngs), anatomy, plan)
+    look = _look(seed, "dwi", index, split, rngs)
+    dwi, adc = render_dwi(anatomy, ATLAS_CENTER_MM, rngs, look)
+    return replace(_case(dwi, anatomy, plan), extra={"adc": adc})
 
 
 def _check_arguments(kind: str, cases: int, test_cases: int, options: SynthOptions) -> None:
@@ -184,6 +202,8 @@ def _check_arguments(kind: str, cases: int, test_cases: int, options: SynthOptio
     if options.layout not in (None, *LAYOUTS[kind]):
         known = ", ".join(LAYOUTS[kind])
         raise ValueError(f"unknown layout '{options.layout}' for {kind} (known: {known})")
+    if options.png_bits not in (8, 16):
+        raise ValueError(f"png_bits must be 8 or 16, got {options.png_bits}")
     if cases < 0 or test_cases < 0:
         raise ValueError("cases and test_cases must be >= 0")
     if options.spacing_mm is not None and (
@@ -217,6 +237,8 @@ def synthesize(
     mask_dtype: str = "uint8",
     mask_scale: int = 1,
     empty_fraction: float = 0.05,
+    skull_stripped: bool = False,
+    png_bits: int = 8,
 ) -> list[Path]:
     """Write a synthetic dataset of ``kind`` under ``dest``; returns every file written.
 
@@ -233,16 +255,18 @@ def synthesize(
         spacing_mm: explicit ``(z, y, x)`` spacing overriding ``size`` (atlas uses z for all).
         mask_dtype, mask_scale: stored mask type and foreground value (e.g. 255).
         empty_fraction: probability that a case has no lesion.
+        skull_stripped: atlas only: the brain alone on a zero background.
+        png_bits: ct-png only: 8 (brain window) or 16 (pseudo-HU, HU + 1024).
 
     Raises:
         ValueError: unknown kind, size or layout (listing the known ones), bad counts.
     """
     spacing = tuple(float(s) for s in spacing_mm) if spacing_mm is not None else None
-    options = SynthOptions(size, spacing, layout, mask_dtype, mask_scale, empty_fraction)
-    _check_arguments(kind, cases, test_cases, options)
     options = SynthOptions(
-        size, spacing, layout or LAYOUTS[kind][0], mask_dtype, mask_scale, empty_fraction
+        size, spacing, layout, mask_dtype, mask_scale, empty_fraction, skull_stripped, png_bits
     )
+    _check_arguments(kind, cases, test_cases, options)
+    options = replace(options, layout=layout or LAYOUTS[kind][0])
     jobs = [(0, i) for i in range(cases)] + [(1, i) for i in range(test_cases)]
     written: list[Path] = []
     for split, index in tqdm(jobs, desc=f"synth {kind}", unit="case", disable=not progress):

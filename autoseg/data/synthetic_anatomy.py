@@ -4,8 +4,9 @@ The brain is an egg-shaped ellipsoid whose surface is pushed in and out by a smo
 field (shape variation between cases). Below the surface lie a CSF rim, a grey-matter ribbon
 folded by sulci (thin CSF sheets along the zero set of a band-limited noise field, lined with
 grey matter, with white-matter gyral cores between them), the interhemispheric fissure, deep
-grey nuclei and two lateral ventricles. Lesions are irregular blobs, all in one hemisphere,
-whose total volume is a set fraction of the brain volume. Modality contrast is added later
+grey nuclei and two lateral ventricles. Brain size and atrophy (wider CSF spaces, larger
+ventricles, thinner cortex) vary between cases. Lesions come from
+:mod:`autoseg.data.synthetic_lesions`. Modality contrast is added later
 (:mod:`autoseg.data.synthetic_render`); this module only decides which tissue is where.
 """
 
@@ -14,72 +15,35 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage, special
+from scipy import ndimage
 
 from autoseg.data.synthetic_fields import CoarseField, Grid, coarse_field, sample_field
+from autoseg.data.synthetic_lesions import (
+    ACUTE_VOLUMES,
+    LesionMaps,
+    LesionPlan,
+    LesionVolumes,
+    Surroundings,
+    draw_lesion_plan,
+    place_lesions,
+)
 
 BACKGROUND, CSF, GM, WM, DEEP_GM, LESION, BONE, SCALP = range(8)
 TISSUE_NAMES = ("background", "csf", "gm", "wm", "deep_gm", "lesion", "bone", "scalp")
 CSF_RIM_MM = 1.2
-MIDLINE_MARGIN_MM = 2.0  # lesions keep this far from the midline plane (one hemisphere only)
 SHAPE_CLIP = 3.0  # surface and skull noise are clipped at 3 sigma so the head box is known
 
 
 @dataclass(frozen=True)
-class LesionPlan:
-    """How a case's lesions should turn out.
+class AnatomyPlan:
+    """The scalar draws of one case (sizes in mm); fields are drawn separately.
 
     Attributes:
-        side: +1 for the right hemisphere (RAS +x), -1 for the left.
-        volume_fraction: total lesion volume / brain volume.
-        shares: fraction of the total volume of each lesion (sums to 1; 1 to 3 entries).
-        contrast: 0..1, where the lesion intensity sits in its modality's range (0 = faint).
+        semi_axes_mm: brain half-extents (x, y, z), brain size varies by ~+-10 %.
+        atrophy: 0..1; widens the CSF rim and the sulci, enlarges the ventricles and thins
+            the cortex, as age and chronic stroke do.
+        ventricle_scale: lateral ventricle size (grows with atrophy).
     """
-
-    side: int
-    volume_fraction: float
-    shares: tuple[float, ...]
-    contrast: float
-
-
-@dataclass(frozen=True)
-class LogUniformVolumes:
-    """Total lesion volume as a fraction of the brain, log-uniform in ``[low, high]``."""
-
-    low: float
-    high: float
-
-    def fraction(self, u: float) -> float:
-        """The fraction at quantile ``u`` in [0, 1)."""
-        return float(np.exp(np.log(self.low) + u * (np.log(self.high) - np.log(self.low))))
-
-
-@dataclass(frozen=True)
-class LogNormalVolumes:
-    """Total lesion volume as a fraction of the brain, log-normal around ``median`` with
-    log-spread ``sigma``, clipped to ``[low, high]`` (real lesion volumes are right-skewed)."""
-
-    median: float
-    sigma: float
-    low: float
-    high: float
-
-    def fraction(self, u: float) -> float:
-        """The fraction at quantile ``u`` in [0, 1)."""
-        quantile = float(special.ndtri(min(max(u, 1e-9), 1 - 1e-9)))
-        return float(np.clip(self.median * np.exp(self.sigma * quantile), self.low, self.high))
-
-
-# Acute lesions (CT, DWI): 0.26 to 20 ml in a ~1.3 l brain.
-ACUTE_LESION_VOLUMES = LogUniformVolumes(2e-4, 1.5e-2)
-# Chronic T1w lesions as in ATLAS v2.0's training masks (median 5 ml, 0.01 ml upwards):
-# median 0.38 % of a ~1.3 l brain, 80 % of cases between 0.9 and 27 ml, at most 65 ml.
-ATLAS_LESION_VOLUMES = LogNormalVolumes(3.8e-3, 1.3, 1e-5, 0.05)
-
-
-@dataclass(frozen=True)
-class AnatomyPlan:
-    """The scalar draws of one case (sizes in mm); fields are drawn separately."""
 
     semi_axes_mm: tuple[float, float, float]  # (x, y, z)
     shape_amplitude: float
@@ -87,33 +51,32 @@ class AnatomyPlan:
     gm_thickness_mm: float
     sulcal_depth_mm: float
     lesion: LesionPlan | None
+    atrophy: float = 0.0
 
 
 def draw_plan(
     rng: np.random.Generator,
     empty_fraction: float = 0.05,
-    volumes: LogUniformVolumes | LogNormalVolumes = ACUTE_LESION_VOLUMES,
+    volumes: LesionVolumes = ACUTE_VOLUMES,
 ) -> AnatomyPlan:
     """Draw one case's anatomy and lesion plan (always the same number of draws per case)."""
-    semi_axes = (rng.uniform(62, 68), rng.uniform(80, 86), rng.uniform(55, 61))
+    scale = rng.uniform(0.9, 1.08)
+    semi_axes = tuple(scale * rng.uniform(low, low + 6.0) for low in (62.0, 80.0, 55.0))
     shape_amplitude = rng.uniform(0.025, 0.05)
-    ventricle_scale = rng.uniform(0.8, 1.6)
-    gm_thickness = rng.uniform(2.8, 3.8)
+    atrophy = float(rng.beta(1.5, 3.0))
+    ventricle_scale = rng.uniform(0.8, 1.2) * (1.0 + 1.1 * atrophy)
+    gm_thickness = rng.uniform(2.8, 3.8) * (1.0 - 0.2 * atrophy)
     sulcal_depth = rng.uniform(12.0, 18.0)
     lesion_free = rng.random() < empty_fraction
-    count = int(rng.integers(1, 4))
-    side = int(rng.choice([-1, 1]))
-    fraction = volumes.fraction(float(rng.uniform()))
-    shares = tuple(float(v) for v in rng.dirichlet(np.full(count, 2.0)))
-    contrast = float(rng.random())
-    lesion = None if lesion_free else LesionPlan(side, fraction, shares, contrast)
+    lesion = draw_lesion_plan(rng, volumes)
     return AnatomyPlan(
         tuple(float(v) for v in semi_axes),
         float(shape_amplitude),
         float(ventricle_scale),
         float(gm_thickness),
         float(sulcal_depth),
-        lesion,
+        None if lesion_free else lesion,
+        atrophy,
     )
 
 
@@ -128,6 +91,8 @@ class Anatomy:
         labels: uint8 tissue codes (``CSF``, ``GM``, ... ``LESION``) in the box.
         brain: bool, inside the brain surface (the skull-stripping mask), in the box.
         lesion: bool lesion mask in the box.
+        base: the tissue codes the lesions replaced (``labels`` without ``LESION``).
+        lesion_maps: the lesions' grading (strength, severity) in the box.
     """
 
     grid: Grid
@@ -135,6 +100,8 @@ class Anatomy:
     labels: np.ndarray
     brain: np.ndarray
     lesion: np.ndarray
+    base: np.ndarray
+    lesion_maps: LesionMaps
 
     @property
     def box_grid(self) -> Grid:
@@ -213,14 +180,20 @@ def _deep_grey(coords: list[np.ndarray]) -> np.ndarray:
 def _cortex(
     plan: AnatomyPlan, depth: np.ndarray, folds: np.ndarray, x: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Grey-matter ribbon and CSF (rim, sulci, fissure) masks; both inside the brain."""
+    """Grey-matter ribbon and CSF (rim, sulci, fissure) masks; both inside the brain.
+
+    Atrophy widens the CSF rim, the sulci and the fissure (the brain shrinks from the skull).
+    """
     gm_t = plan.gm_thickness_mm
+    rim = CSF_RIM_MM + 2.0 * plan.atrophy
+    sulcus = 0.2 + 0.25 * plan.atrophy
+    half_fissure = 1.0 + 1.5 * plan.atrophy
     fold = np.abs(folds)
     sulcal = depth < plan.sulcal_depth_mm
-    fissure = (np.abs(x) < 1.0) & (depth < 30.0)
-    csf = (depth < CSF_RIM_MM) | ((fold < 0.2) & sulcal) | fissure
-    grey = (depth < CSF_RIM_MM + gm_t) | ((fold < 0.8) & (depth < plan.sulcal_depth_mm + gm_t))
-    grey |= (np.abs(x) < 1.0 + gm_t) & (depth < 30.0 + gm_t)
+    fissure = (np.abs(x) < half_fissure) & (depth < 30.0)
+    csf = (depth < rim) | ((fold < sulcus) & sulcal) | fissure
+    grey = (depth < rim + gm_t) | ((fold < sulcus + 0.6) & (depth < plan.sulcal_depth_mm + gm_t))
+    grey |= (np.abs(x) < half_fissure + gm_t) & (depth < 30.0 + gm_t)
     return grey, csf
 
 
@@ -262,7 +235,7 @@ def build_anatomy(
         plan: the case's scalar draws (:func:`draw_plan`).
         rngs: independent generators ``shape``, ``folds``, ``lesions`` (one stream each, so
             the anatomy does not depend on how many voxels the grid has).
-        with_skull: add CSF, bone and scalp shells outside the brain (CT, DWI).
+        with_skull: add CSF, bone and scalp shells outside the brain.
     """
     box = head_box(grid, center_mm, plan, with_skull)
     sub = grid.crop(box)
@@ -282,100 +255,22 @@ def build_anatomy(
     labels[_deep_grey(coords) & brain] = DEEP_GM
     labels[grey & brain] = GM
     labels[(csf & brain) | ventricles] = CSF
-    eligible = brain & (depth > CSF_RIM_MM) & ~ventricles
-    lesion = np.zeros(sub.shape, dtype=bool)
+    maps = LesionMaps.empty(sub.shape)
     if plan.lesion is not None:
-        lesion = place_lesions(sub, plan.lesion, eligible, depth, coords[2], brain, rngs["lesions"])
-    labels[lesion] = LESION
-    return Anatomy(grid, box, labels, brain, lesion)
+        around = _surroundings(sub, brain, depth, ventricles, coords[2])
+        maps = place_lesions(sub, plan.lesion, around, rngs["lesions"])
+    base = labels.copy()
+    labels[maps.mask] = LESION
+    return Anatomy(grid, box, labels, brain, maps.mask, base, maps)
 
 
-def _lesion_voxel_counts(plan: LesionPlan, brain_voxels: int) -> list[int]:
-    """Voxels per lesion so the total matches the planned fraction (each lesion >= 1 voxel)."""
-    total = plan.volume_fraction * brain_voxels
-    return [max(1, round(total * share)) for share in plan.shares]
-
-
-def place_lesions(
-    grid: Grid,
-    plan: LesionPlan,
-    eligible: np.ndarray,
-    depth: np.ndarray,
-    head_x: np.ndarray,
-    brain: np.ndarray,
-    rng: np.random.Generator,
-) -> np.ndarray:
-    """Grow each lesion to its exact voxel count inside one hemisphere; returns a bool mask."""
-    side_ok = eligible & (head_x * plan.side > MIDLINE_MARGIN_MM)
-    lesion = np.zeros(grid.shape, dtype=bool)
-    for voxels in _lesion_voxel_counts(plan, int(brain.sum())):
-        radius_mm = float(np.cbrt(3.0 * voxels * grid.voxel_volume_mm3 / (4.0 * np.pi)))
-        center = _pick_center(side_ok & ~lesion, depth, radius_mm, rng)
-        if center is None:
-            break
-        _grow_lesion(grid, center, radius_mm, voxels, side_ok & ~lesion, lesion, rng)
-    return lesion
-
-
-def _pick_center(
-    allowed: np.ndarray, depth: np.ndarray, radius_mm: float, rng: np.random.Generator
-) -> tuple[int, int, int] | None:
-    """A random allowed voxel deep enough for most of the lesion to stay inside the brain."""
-    for min_depth in (min(0.7 * radius_mm, 25.0), 0.0):
-        candidates = np.flatnonzero(allowed & (depth > min_depth))
-        if candidates.size:
-            flat = int(candidates[rng.integers(candidates.size)])
-            return tuple(int(v) for v in np.unravel_index(flat, allowed.shape))
-    return None
-
-
-def _random_rotation(rng: np.random.Generator) -> np.ndarray:
-    q, r = np.linalg.qr(rng.standard_normal((3, 3)))
-    return q * np.sign(np.diag(r))
-
-
-def _blob_score(
-    offsets_mm: np.ndarray, radius_mm: float, spacing: np.ndarray, rng: np.random.Generator
-) -> np.ndarray:
-    """Closeness to a randomly oriented ellipsoid plus smoothed noise, ``(z, y, x)``.
-
-    Thresholding it gives an irregular blob with satellite fragments, as lesions have.
-    """
-    axes = np.exp(rng.normal(0.0, 0.3, 3))
-    axes /= np.cbrt(np.prod(axes))
-    local = offsets_mm @ _random_rotation(rng) / (radius_mm * axes)
-    noise = rng.standard_normal(offsets_mm.shape[:3])
-    noise = ndimage.gaussian_filter(noise, 0.35 * radius_mm / spacing, mode="nearest")
-    noise /= max(float(noise.std()), 1e-12)
-    return -np.sqrt((local**2).sum(-1)) + 0.35 * noise
-
-
-def _grow_lesion(
-    grid: Grid,
-    center: tuple[int, int, int],
-    radius_mm: float,
-    voxels: int,
-    allowed: np.ndarray,
-    lesion: np.ndarray,
-    rng: np.random.Generator,
-) -> None:
-    """Mark the ``voxels`` best-scoring allowed voxels of an irregular blob around ``center``.
-
-    Taking the top voxels (rather than a fixed threshold) hits the planned size exactly.
-    """
-    spacing = np.asarray(grid.spacing_mm)
-    half = np.maximum(np.ceil(2.5 * radius_mm / spacing).astype(int), 2)
-    low = np.maximum(np.asarray(center) - half, 0)
-    high = np.minimum(np.asarray(center) + half + 1, grid.shape)
-    box = tuple(slice(int(a), int(b)) for a, b in zip(low, high, strict=True))
-    ranges = [(np.arange(box[i].start, box[i].stop) - center[i]) * spacing[i] for i in range(3)]
-    offsets = np.stack(np.meshgrid(*ranges, indexing="ij"), axis=-1)  # (z, y, x, 3) mm
-    score = _blob_score(offsets, radius_mm, spacing, rng)
-    score[~allowed[box]] = -np.inf
-    take = min(voxels, int(np.isfinite(score).sum()))
-    if take == 0:
-        return
-    chosen = np.argpartition(score.ravel(), -take)[-take:]
-    region = np.zeros(score.size, dtype=bool)
-    region[chosen] = True
-    lesion[box] |= region.reshape(score.shape)
+def _surroundings(
+    grid: Grid, brain: np.ndarray, depth: np.ndarray, ventricles: np.ndarray, x: np.ndarray
+) -> Surroundings:
+    """Depth, distance to the ventricles and the voxels a lesion may take (not ventricle)."""
+    if ventricles.any():
+        ventricle_mm = ndimage.distance_transform_edt(~ventricles, sampling=grid.spacing_mm)
+    else:
+        ventricle_mm = np.full(brain.shape, np.inf)
+    allowed = brain & ~ventricles
+    return Surroundings(brain, depth, ventricle_mm.astype(np.float32), x, allowed)

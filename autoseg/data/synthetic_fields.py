@@ -165,11 +165,3 @@ def rician(rng: np.random.Generator, signal: np.ndarray, sigma: float) -> np.nda
     real = signal + sigma * rng.standard_normal(signal.shape, dtype=np.float32)
     imaginary = sigma * rng.standard_normal(signal.shape, dtype=np.float32)
     return np.sqrt(real * real + imaginary * imaginary)
-
-
-def partial_volume(image: np.ndarray, spacing_mm: tuple[float, float, float]) -> np.ndarray:
-    """Blur hard tissue edges by ~0.6 mm, as a scanner's point spread does (skipped when thin)."""
-    sigma = [0.6 / s for s in spacing_mm]
-    if max(sigma) < 0.25:
-        return image
-    return ndimage.gaussian_filter(image, sigma, mode="nearest", truncate=3.0)

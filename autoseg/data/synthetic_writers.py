@@ -5,7 +5,7 @@ Every file is written atomically, so an interrupted run never leaves a half-writ
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +21,7 @@ ATLAS_SPACE = "space-MNI152NLin2009aSym"
 ATLAS_MASK_SUFFIX = "label-L_desc-T1lesion_mask"
 NIFTI_CODE_MNI = 4
 NIFTI_CODE_SCANNER = 1
-SUBJECTS_PER_SITE = 8
+SUBJECTS_PER_SITE = 4  # a new site (scanner look) every four subjects
 FIRST_TEST_SITE = 501
 
 
@@ -35,6 +35,8 @@ class SynthOptions:
     mask_dtype: str = "uint8"
     mask_scale: int = 1
     empty_fraction: float = 0.05
+    skull_stripped: bool = False
+    png_bits: int = 8
 
 
 @dataclass(frozen=True)
@@ -42,7 +44,8 @@ class SyntheticCase:
     """One rendered case: ``image`` and ``mask`` are ``(Z, Y, X)``; mask is uint8 {0, 1}.
 
     ``tissue`` holds the uint8 tissue labels (see :mod:`autoseg.data.synthetic_anatomy`) in
-    the same frame, for checks and figures; it is never written.
+    the same frame, for checks and figures; it is never written. ``extra`` holds further
+    channels by file suffix (DWI's ``adc``).
     """
 
     image: np.ndarray
@@ -50,10 +53,11 @@ class SyntheticCase:
     grid: Grid
     plan: AnatomyPlan
     tissue: np.ndarray
+    extra: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def atlas_site(index: int, split: int = 0) -> int:
-    """Site number of a case: eight subjects per site; test sites start at R501."""
+    """Site number of a case: four subjects per site; test sites start at R501."""
     first = FIRST_TEST_SITE if split else 1
     return index // SUBJECTS_PER_SITE + first
 
@@ -163,14 +167,15 @@ def _write_npy(path: Path, array: np.ndarray) -> None:
 def write_dwi_case(
     dest: Path, case: SyntheticCase, index: int, split: int, options: SynthOptions
 ) -> list[Path]:
-    """Write ``<case>_dwi`` and ``<case>_msk`` (npy or NIfTI) and ``<case>.json`` spacing.
+    """Write ``<case>_dwi``, ``<case>_adc`` and ``<case>_msk`` (npy or NIfTI) and
+    ``<case>.json`` spacing.
 
     The JSON sidecar ``{"spacing_mm": [z, y, x]}`` is written for every case, NIfTI too.
     Test cases (``split=1``) go to ``dest/Testing`` without masks.
     """
     root = Path(dest) / ("Testing" if split else "")
     name = dwi_case_name(index)
-    arrays = {"dwi": case.image.astype(np.float32)}
+    arrays = {"dwi": case.image.astype(np.float32), **case.extra}
     if not split:
         arrays["msk"] = _stored_mask(case, options)
     written = []
