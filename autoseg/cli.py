@@ -100,6 +100,13 @@ def synth_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--mask-scale", type=int, default=1, help="foreground value of masks (e.g. 255)"
     )
+    parser.add_argument(
+        "--skull-stripped", action="store_true", help="atlas: the brain alone, zero around it"
+    )
+    parser.add_argument(
+        "--png-bits", type=int, choices=(8, 16), default=8,
+        help="ct-png: 8 (brain window, default) or 16 (pseudo-HU: HU + 1024)",
+    )  # fmt: skip
     return parser
 
 
@@ -116,6 +123,8 @@ def _synth(args: argparse.Namespace) -> int:
         test_cases=args.test_cases,
         spacing_mm=tuple(args.spacing) if args.spacing else None,
         mask_scale=args.mask_scale,
+        skull_stripped=args.skull_stripped,
+        png_bits=args.png_bits,
     )
     print(f"wrote {len(written)} files under {args.dest}")
     return EXIT_OK
@@ -270,8 +279,9 @@ def train_parser() -> argparse.ArgumentParser:
     parser.add_argument("--epochs", type=int, help="override the plans' epochs")
     parser.add_argument("--iters-per-epoch", type=int, help="override iterations per epoch")
     parser.add_argument("--max-minutes", type=float,
-                        help="train this long: the run is cut to the epochs that fit, so the "
-                             "LR schedule still decays to its end")  # fmt: skip
+                        help="train this long: the run gets the epochs that fit (more or fewer "
+                             "than planned; --epochs caps them), so the LR schedule decays to "
+                             "its end inside the budget")  # fmt: skip
     parser.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cuda, cpu")
     parser.add_argument("-nw", "--num-workers", type=int, help="loader processes (0: inline)")
     parser.add_argument("--pretrained", type=Path, help="checkpoint to initialise from")

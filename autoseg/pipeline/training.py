@@ -47,6 +47,8 @@ from autoseg.training.splits import cases_of_fold, load_or_create_splits
 from autoseg.training.tracking import build_tracker
 from autoseg.training.trainer import Trainer, TrainSettings
 
+BUDGET_EPOCH_CAP = 1000  # the most epochs a --max-minutes run may fit into its budget
+
 
 @dataclass(frozen=True)
 class TrainOptions:
@@ -299,6 +301,10 @@ def build_trainer(
     """Every part of a fold's training, built from the plans and the options."""
     training = data.config["training"]
     epochs = int(options.epochs or training.get("epochs", 1000))
+    if options.max_minutes is not None and options.epochs is None:
+        # A time budget sets the length: TimeBudget fits the epochs to it after the first
+        # one, so a longer budget trains longer instead of stopping at the plans' epochs.
+        epochs = max(epochs, BUDGET_EPOCH_CAP)
     iterations = int(options.iterations_per_epoch or training.get("iterations_per_epoch", 250))
     device = init_distributed(options.distributed, resolve_device(options.device))
     network = build_model(data, options, device)

@@ -1,8 +1,9 @@
 """Per-case fingerprint statistics: pure functions of one case's arrays.
 
 Arrays are ``(C, Z, Y, X)`` images and ``(Z, Y, X)`` labels; spacings ``(z, y, x)`` mm.
-The "brain" is the nonzero region of the image (union over channels), the region the
-preprocessing crops to; the "foreground" is ``label > 0``.
+The "brain" is the body mask the preprocessing crops to
+(:func:`~autoseg.preprocessing.crop.foreground_mask`: the nonzero region, or the
+thresholded head of a scan without zero background); the "foreground" is ``label > 0``.
 """
 
 from __future__ import annotations
@@ -13,15 +14,12 @@ from typing import Any
 import cc3d
 import numpy as np
 
+from autoseg.preprocessing.crop import foreground_mask
+
 PERCENTILES = (0.5, 99.5)
 SAMPLES_PER_CASE = 2000
 CT_NAME_HINTS = ("CT", "NCCT", "CTA", "CTP")
 CT_MIN_HU = -500.0
-
-
-def nonzero_mask(image: np.ndarray) -> np.ndarray:
-    """Voxels that are nonzero in any channel: the region cropping keeps. image: (C, Z, Y, X)."""
-    return np.any(image != 0, axis=0)
 
 
 def bounding_box(mask: np.ndarray) -> list[list[int]]:
@@ -127,7 +125,7 @@ def case_statistics(
     Returns:
         A JSON-ready dict: geometry, crop, per-channel intensities, lesions, label counts.
     """
-    brain = nonzero_mask(image)
+    brain = foreground_mask(image)
     foreground = label > 0
     box = bounding_box(brain)
     rng = np.random.default_rng(case_seed(case_id))

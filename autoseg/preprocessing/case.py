@@ -15,7 +15,7 @@ import numpy as np
 from autoseg.data.errors import InvalidInputError
 from autoseg.data.io import read_volume
 from autoseg.data.records import ImageMeta, geometry_mismatch
-from autoseg.preprocessing.crop import CropBox, bounding_box, crop, nonzero_mask, uncrop
+from autoseg.preprocessing.crop import CropBox, bounding_box, crop, foreground_mask, uncrop
 from autoseg.preprocessing.normalize import n4_correct_channels, normalize
 from autoseg.preprocessing.properties import (
     CaseProperties,
@@ -114,7 +114,7 @@ def preprocess_arrays(
     """
     seg = None if seg is None else np.asarray(seg).reshape(data.shape[1:])
     _check_inputs(data, seg, spec)
-    mask = nonzero_mask(data)
+    mask = foreground_mask(data)
     box = bounding_box(mask) if spec.crop_to_nonzero else CropBox.full(data.shape[1:])
     data, mask = crop(data, box), crop(mask, box)
     if spec.n4:

@@ -1,7 +1,10 @@
-"""Crop to the nonzero (body / brain) region and undo it.
+"""Crop to the body (head / brain) region and undo it.
 
 Skull-stripped MRI and CT with air set to 0 carry large empty margins; cropping them away
 makes every later step (resampling, training patches) cheaper without losing anything.
+Scans of the whole head have no zeros at all (MR magnitude noise, CT air stored as
+positive pseudo-HU): there the body is found by an intensity threshold instead, so the air
+is cropped too and normalisation statistics come from the head, not from the noise.
 """
 
 from __future__ import annotations
@@ -11,6 +14,10 @@ from typing import Any
 
 import cc3d
 import numpy as np
+from scipy import ndimage
+from skimage.filters import threshold_otsu
+
+NO_BACKGROUND_FRACTION = 0.95  # a nonzero mask this full means the scan has no zero air
 
 
 @dataclass(frozen=True)
@@ -81,6 +88,53 @@ def nonzero_mask(data: np.ndarray) -> np.ndarray:
     """
     mask = np.any(data != 0, axis=0)
     return fill_holes(mask)
+
+
+def foreground_mask(data: np.ndarray) -> np.ndarray:
+    """The body mask used for cropping and normalisation, ``(Z, Y, X)`` bool.
+
+    The hole-filled nonzero mask (:func:`nonzero_mask`) when the scan has a zero
+    background; otherwise :func:`threshold_mask` of the first channel.
+    """
+    mask = nonzero_mask(data)
+    if mask.mean() < NO_BACKGROUND_FRACTION or min(mask.shape) < 3:
+        return mask
+    head = threshold_mask(data[0])
+    return head if is_air_around(data[0], head) else mask
+
+
+def is_air_around(channel: np.ndarray, head: np.ndarray) -> bool:
+    """Whether what a threshold mask leaves out looks like air: a real share of the grid
+    (>= 5 %), much darker than the head (median under a quarter of the head's). Otherwise
+    (an image cropped to the tissue, pure noise) the mask is not trusted."""
+    outside = ~head
+    if outside.mean() < 0.05 or head.mean() < 0.05:
+        return False
+    low = float(channel.min())
+    air = float(np.median(channel[outside])) - low
+    return air < 0.25 * (float(np.median(channel[head])) - low)
+
+
+def threshold_mask(channel: np.ndarray) -> np.ndarray:
+    """The head of a scan without zero background: air is dark, tissue is not.
+
+    Lightly smoothed (noise would speckle the mask), thresholded at half Otsu's split
+    between air and tissue (dark skull and CSF sit above air noise but can fall below
+    Otsu's level), largest 26-connected component, holes filled (the dark skull and
+    ventricles inside the scalp), grown by one voxel. Falls back to the whole grid when
+    nothing separates (a constant image).
+    """
+    smooth = ndimage.gaussian_filter(np.asarray(channel, np.float32), 1.0)
+    low = float(smooth.min())
+    if float(smooth.max()) <= low:
+        return np.ones(channel.shape, dtype=bool)
+    level = low + 0.5 * (threshold_otsu(smooth) - low)
+    labels, count = cc3d.connected_components(smooth > level, connectivity=26, return_N=True)
+    if count == 0:
+        return np.ones(channel.shape, dtype=bool)
+    largest = int(np.argmax(np.bincount(labels.ravel())[1:])) + 1
+    head = fill_holes(labels == largest)
+    return ndimage.binary_dilation(head, iterations=1)
 
 
 def bounding_box(mask: np.ndarray) -> CropBox:

@@ -141,7 +141,7 @@ class TimeBudget(Callback):
     """Fit the run to ``max_minutes`` of training.
 
     After every epoch the run's length is set to the epochs that the time left allows at
-    the median epoch time so far (never more than planned), so the LR schedule decays to
+    the median epoch time so far (never more than the run's epochs), so the LR schedule decays to
     its end inside the budget instead of being cut off at a high LR. If time still runs
     out, the current epoch stops after this step, is validated and logged, and the final
     checkpoint is written.

@@ -47,3 +47,27 @@ def test_bounding_box_is_tight_and_crop_uncrop_round_trips() -> None:
 def test_empty_mask_keeps_the_whole_grid() -> None:
     box = bounding_box(np.zeros((3, 4, 5), bool))
     assert box == CropBox.full((3, 4, 5)) and box.shape == (3, 4, 5)
+
+
+def test_foreground_mask_crops_the_air_of_a_head_without_zero_background() -> None:
+    from autoseg.data.synthetic import SynthOptions, atlas_case
+    from autoseg.preprocessing.crop import foreground_mask
+
+    case = atlas_case(1, 0, SynthOptions(size="tiny"))
+    assert (case.image > 0).all()  # a noise floor everywhere: the nonzero mask is the grid
+    mask = foreground_mask(case.image[None])
+    head = case.tissue > 0
+    assert mask[head].all()  # nothing of the head is cut
+    assert mask.mean() < 0.8 * np.ones_like(mask).mean()  # the air is
+    assert bounding_box(mask).shape < case.image.shape
+
+
+def test_foreground_mask_keeps_the_nonzero_mask_when_nothing_looks_like_air() -> None:
+    from autoseg.preprocessing.crop import foreground_mask
+
+    rng = np.random.default_rng(0)
+    noise = rng.uniform(1.0, 2.0, (1, 10, 12, 14)).astype(np.float32)  # tissue to the edges
+    assert foreground_mask(noise).all()
+    stripped = np.zeros((1, 10, 12, 14), np.float32)
+    stripped[0, 2:8, 3:9, 4:10] = 5.0
+    np.testing.assert_array_equal(foreground_mask(stripped), nonzero_mask(stripped))

@@ -1,0 +1,326 @@
+"""Test Dice and lesion-wise F1 against training minutes, per configuration (and nnU-Net).
+
+Usage::
+
+    python benchmarks/learning_curve.py --work-dir /tmp/lc [--kind atlas] \\
+        [--train-cases 40] [--test-cases 20] [--minutes 5 10 20 40] \\
+        [--configurations 3d_hybrid 2.5d_unet 2d_lcnn] [--nnunet-python PY] \\
+        [--plot docs/images/learning_curve.png]
+
+Makes a training set and a held-out test set (another seed: other subjects, other site
+looks) with the harder synthetic generator, converts and plans the training set with
+autoseg's CPU planner, then for every configuration and budget trains fold ``all`` with
+``autoseg_train --max-minutes M`` (its schedule fitted into the budget), predicts the test
+set with the default predictor (sliding window, mirroring TTA) and scores it: mean Dice,
+lesion-wise F1, and the results by lesion size (:mod:`autoseg.evaluation.by_size`). With
+``--nnunet-python`` nnU-Net v2 is run at the same budgets with a CPU-feasible plan
+(``benchmarks/nnunet_peer.py``) and scored the same way.
+
+Each run is a subprocess timed on the wall clock; its row is written to
+``<work-dir>/rows/<tool>_<config>_<minutes>.json`` when it finishes, so an interrupted
+benchmark resumes where it stopped. Rows measured while other jobs ran are not
+comparable: run it on a quiet machine, and say so when it was not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+from autoseg.data.atomic import read_json, write_json
+from autoseg.evaluation.by_size import case_table, lesion_table, score_folders
+
+BIN = Path(sys.executable).parent
+SOURCES = {  # synthetic kind -> (converter kind, extra converter arguments)
+    "atlas": ("atlas", []),
+    "ct-png": ("png-slices", []),
+    "dwi": ("npy", []),
+}
+CONNECTIVITY = 26  # ISLES'22 lesion rule for the per-lesion recall
+
+
+def run(command: list[str], log: Path, env: dict | None = None) -> float:
+    """Run a command to a log file; returns its wall seconds; raises on failure."""
+    started = time.perf_counter()
+    with open(log, "w") as handle:
+        code = subprocess.call(command, stdout=handle, stderr=subprocess.STDOUT, env=env)
+    if code != 0:
+        raise RuntimeError(f"{' '.join(command)} failed ({code}); see {log}")
+    return time.perf_counter() - started
+
+
+def environment(work: Path) -> dict:
+    return {**os.environ, "AUTOSEG_HOME": str(work / "home")}
+
+
+def make_data(args: argparse.Namespace, work: Path) -> None:
+    """Synthesise, convert and plan (once; every step resumes)."""
+    env, logs = environment(work), work / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    extra = ["--png-bits", str(args.png_bits)] if args.kind == "ct-png" else []
+    spacing = ["--spacing", *map(str, args.spacing)] if args.spacing else []
+    kind, converter_extra = SOURCES[args.kind]
+    for name, cases, seed in (
+        ("LC", args.train_cases, args.seed),
+        ("LC_test", args.test_cases, args.seed + 1),
+    ):
+        if (work / "home" / "raw" / name / "dataset.json").is_file():
+            continue
+        source = work / "src" / name
+        run(
+            [
+                str(BIN / "autoseg_synth"),
+                args.kind,
+                str(source),
+                "--cases",
+                str(cases),
+                "--seed",
+                str(seed),
+                "--size",
+                args.size,
+                *extra,
+                *spacing,
+            ],
+            logs / f"synth_{name}.log",
+            env,
+        )
+        convert_spacing = spacing if args.kind != "atlas" else []
+        run(
+            [
+                str(BIN / "autoseg_convert"),
+                kind,
+                str(source),
+                "-d",
+                name,
+                *convert_spacing,
+                *converter_extra,
+            ],
+            logs / f"convert_{name}.log",
+            env,
+        )
+    if not (work / "home" / "preprocessed" / "LC" / "plans.json").is_file():
+        run([str(BIN / "autoseg_plan"), "-d", "LC", "--no-progress"], logs / "plan.log", env)
+
+
+def score(work: Path, predictions: Path) -> dict:
+    """Mean Dice, lesion F1 (challenge metrics) and the by-size tables of a prediction."""
+    labels = work / "home" / "raw" / "LC_test" / "labelsTr"
+    metrics = predictions.parent / "metrics.json"
+    run(
+        [
+            str(BIN / "autoseg_evaluate"),
+            "-r",
+            str(labels),
+            "-p",
+            str(predictions),
+            "-o",
+            str(metrics),
+            "--overwrite",
+        ],
+        predictions.parent / "evaluate.log",
+    )
+    mean = read_json(metrics)["mean"]
+    cases, lesions = score_folders(labels, predictions, CONNECTIVITY)
+    return {
+        "dice": mean["dice"],
+        "lesion_f1": mean["lesion_f1"],
+        "hd95_mm": mean.get("hd95_mm"),
+        "abs_volume_diff_ml": mean["abs_volume_diff_ml"],
+        "by_case_volume": case_table(cases),
+        "by_lesion_volume": lesion_table(lesions),
+    }
+
+
+def autoseg_row(work: Path, configuration: str, minutes: float) -> dict:
+    """Train fold all for ``minutes``, predict the test set, score it."""
+    run_dir = work / "runs" / f"autoseg_{configuration}_{minutes:g}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    env = {**environment(work), "AUTOSEG_RESULTS": str(run_dir / "results")}
+    train_seconds = run(
+        [
+            str(BIN / "autoseg_train"),
+            "LC",
+            configuration,
+            "all",
+            "--max-minutes",
+            f"{minutes:g}",
+            "--skip-validation",
+            "--no-progress",
+            "--overwrite",
+        ],
+        run_dir / "train.log",
+        env,
+    )
+    images = work / "home" / "raw" / "LC_test" / "imagesTr"
+    predictions = run_dir / "predictions"
+    predict_seconds = run(
+        [
+            str(BIN / "autoseg_predict"),
+            "-i",
+            str(images),
+            "-o",
+            str(predictions),
+            "-d",
+            "LC",
+            "-c",
+            configuration,
+            "-f",
+            "all",
+            "--overwrite",
+            "--no-progress",
+        ],
+        run_dir / "predict.log",
+        env,
+    )
+    log = run_dir / "results" / "LC" / configuration / "fold_all" / "training_log.csv"
+    epochs = max(0, len(log.read_text().splitlines()) - 1) if log.is_file() else 0
+    cases = len(list(images.iterdir()))
+    return {
+        "train_seconds": train_seconds,
+        "epochs": epochs,
+        "predict_seconds_per_case": predict_seconds / max(1, cases),
+        **score(work, predictions),
+    }
+
+
+def nnunet_row(work: Path, minutes: float, python: str) -> dict:
+    """nnU-Net v2 at the same budget with a CPU-feasible plan (benchmarks/nnunet_peer.py)."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from nnunet_peer import run_peer
+
+    run_dir = work / "runs" / f"nnunet_3d_fullres_{minutes:g}"
+    raw = work / "home" / "raw"
+    summary = run_peer(
+        raw / "LC", raw / "LC_test" / "imagesTr", run_dir, minutes, nnunet_python=python
+    )
+    return {**summary, **score(work, Path(summary["predictions"]))}
+
+
+def row_path(work: Path, tool: str, configuration: str, minutes: float) -> Path:
+    return work / "rows" / f"{tool}_{configuration}_{minutes:g}.json"
+
+
+def collect(args: argparse.Namespace, work: Path) -> list[dict]:
+    """Every (tool, configuration, budget) row, running the missing ones."""
+    jobs = [("autoseg", c, m) for c in args.configurations for m in args.minutes]
+    if args.nnunet_python:
+        jobs += [("nnunet", "3d_fullres", m) for m in args.minutes]
+    rows = []
+    for tool, configuration, minutes in jobs:
+        path = row_path(work, tool, configuration, minutes)
+        if not path.is_file():
+            print(f"running {tool} {configuration} {minutes:g} min", flush=True)
+            row = (
+                autoseg_row(work, configuration, minutes)
+                if tool == "autoseg"
+                else nnunet_row(work, minutes, args.nnunet_python)
+            )
+            write_json(
+                path, {"tool": tool, "configuration": configuration, "minutes": minutes, **row}
+            )
+        rows.append(read_json(path))
+    return rows
+
+
+def format_rows(rows: list[dict]) -> str:
+    """One line per run, with the by-size figures the issue asks for."""
+    header = (
+        "tool     configuration  min  epochs  Dice   F1     |dV| ml  "
+        "Dice<1.5 Dice1.5-10 Dice10-20 Dice>20  rec<1.5 rec1.5-10 rec>10  s/case"
+    )
+    lines = [header]
+    for row in rows:
+        by_case = [r["mean_dice"] for r in row["by_case_volume"]]
+        recall = [r["recall"] for r in row["by_lesion_volume"]]
+        cells = " ".join(f"{v:8.3f}" if v is not None else "       -" for v in by_case + recall)
+        lines.append(
+            f"{row['tool']:<8} {row['configuration']:<13} {row['minutes']:>4g} "
+            f"{row.get('epochs', 0):>6} {row['dice']:.3f}  {row['lesion_f1']:.3f}  "
+            f"{row['abs_volume_diff_ml']:7.2f} {cells}  "
+            f"{row.get('predict_seconds_per_case', float('nan')):6.1f}"
+        )
+    return "\n".join(lines)
+
+
+def plot(rows: list[dict], path: Path, title: str) -> None:
+    """Dice and lesion F1 against training minutes, one line per tool/configuration."""
+    figure, axes = plt.subplots(1, 2, figsize=(10, 4))
+    series: dict[str, list[dict]] = {}
+    for row in rows:
+        series.setdefault(f"{row['tool']} {row['configuration']}", []).append(row)
+    for name, points in sorted(series.items()):
+        points.sort(key=lambda r: r["minutes"])
+        minutes = [p["minutes"] for p in points]
+        style = "--" if name.startswith("nnunet") else "-"
+        for axis, key in zip(axes, ("dice", "lesion_f1"), strict=True):
+            axis.plot(minutes, [p[key] for p in points], style, marker="o", label=name)
+    for axis, label in zip(axes, ("mean test Dice", "lesion-wise F1"), strict=True):
+        axis.set_xscale("log", base=2)
+        axis.set_xlabel("training minutes (2-core CPU)")
+        axis.set_ylabel(label)
+        axis.set_ylim(0, 1)
+        axis.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    figure.suptitle(title, fontsize=10)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--work-dir", type=Path, required=True)
+    parser.add_argument("--kind", choices=sorted(SOURCES), default="atlas")
+    parser.add_argument("--size", default="small", choices=("tiny", "small", "full"))
+    parser.add_argument("--spacing", type=float, nargs=3, metavar=("Z", "Y", "X"))
+    parser.add_argument("--png-bits", type=int, choices=(8, 16), default=16)
+    parser.add_argument("--train-cases", type=int, default=40)
+    parser.add_argument("--test-cases", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--minutes", type=float, nargs="+", default=[5, 10, 20, 40])
+    parser.add_argument(
+        "--configurations", nargs="+", default=["3d_hybrid", "2.5d_unet", "2d_lcnn"]
+    )
+    parser.add_argument("--nnunet-python", help="python of a venv with nnunetv2 (the peer)")
+    parser.add_argument("--plot", type=Path, help="write the learning-curve PNG here")
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
+    work = args.work_dir.resolve()
+    make_data(args, work)
+    rows = collect(args, work)
+    print(format_rows(rows))
+    medians = {
+        c: statistics.median(
+            r["predict_seconds_per_case"]
+            for r in rows
+            if r["configuration"] == c and "predict_seconds_per_case" in r
+        )
+        for c in {r["configuration"] for r in rows}
+    }
+    print("median prediction s/case:", {k: round(v, 1) for k, v in sorted(medians.items())})
+    if args.plot:
+        plot(
+            rows,
+            args.plot,
+            f"{args.kind}: {args.train_cases} training / "
+            f"{args.test_cases} held-out cases, harder generator",
+        )
+        print(f"plot: {args.plot}")
+
+
+if __name__ == "__main__":
+    main()
