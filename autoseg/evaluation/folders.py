@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from autoseg.data.errors import InvalidInputError
 from autoseg.data.io import VOLUME_ENDINGS, file_ending, read_meta, read_volume, strip_ending
 from autoseg.data.layout import parse_dataset_json
 from autoseg.data.records import geometry_mismatch
-from autoseg.data.resources import default_workers
+from autoseg.data.resources import default_workers, worker_pool
 from autoseg.evaluation.lesions import get_convention
 from autoseg.evaluation.metrics import both_empty_metrics, evaluate_labels
 from autoseg.evaluation.summary import CaseResult, summarise, write_case_csv
@@ -150,7 +149,7 @@ def run_cases(
     if num_processes <= 1 or len(tasks) == 1:
         yield from map(_evaluate_task, tasks)
         return
-    with ProcessPoolExecutor(max_workers=min(num_processes, len(tasks))) as pool:
+    with worker_pool(min(num_processes, len(tasks))) as pool:
         yield from pool.map(_evaluate_task, tasks)
 
 

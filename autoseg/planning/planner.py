@@ -9,12 +9,11 @@ from __future__ import annotations
 import math
 import multiprocessing
 import sys
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from autoseg.data.layout import RawDataset, resolve_dataset_dir
-from autoseg.data.resources import usable_cores
+from autoseg.data.resources import usable_cores, worker_pool
 from autoseg.data.workspace import Workspace
 from autoseg.planning import rules
 from autoseg.planning.device import Budget, resolve_budget
@@ -238,7 +237,7 @@ def plan_configurations(fingerprint: dict[str, Any], budget: Budget) -> dict[str
     if workers < 2 or not sys.platform.startswith("linux"):
         return {name: plan_configuration(name, fingerprint, budget) for name in CONFIGURATIONS}
     context = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+    with worker_pool(workers, mp_context=context) as pool:
         futures = {
             n: pool.submit(plan_configuration, n, fingerprint, budget) for n in CONFIGURATIONS
         }
