@@ -52,6 +52,9 @@ def run(command: Callable[[argparse.Namespace], int | None], args: argparse.Name
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except PermissionError as error:  # the checks up front missed it (e.g. a changed mount)
+        print(f"error: {error.filename}: {error.strerror}", file=sys.stderr)
+        return EXIT_INVALID
     except Exception:
         traceback.print_exc()
         return EXIT_FAILURE

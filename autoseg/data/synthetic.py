@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from autoseg.data.paths import ensure_writable_dir
 from autoseg.data.synthetic_anatomy import (
     ACUTE_LESION_VOLUMES,
     ATLAS_LESION_VOLUMES,
@@ -240,6 +241,7 @@ def synthesize(
     spacing = tuple(float(s) for s in spacing_mm) if spacing_mm is not None else None
     options = SynthOptions(size, spacing, layout, mask_dtype, mask_scale, empty_fraction)
     _check_arguments(kind, cases, test_cases, options)
+    ensure_writable_dir(dest, "destination folder")
     options = SynthOptions(
         size, spacing, layout or LAYOUTS[kind][0], mask_dtype, mask_scale, empty_fraction
     )

@@ -20,6 +20,7 @@ from autoseg.data.atomic import is_temporary, read_json, write_json
 from autoseg.data.errors import InvalidInputError
 from autoseg.data.io import VOLUME_ENDINGS, file_ending, read_meta, read_volume, strip_ending
 from autoseg.data.layout import parse_dataset_json
+from autoseg.data.paths import ensure_writable_file
 from autoseg.data.records import geometry_mismatch
 from autoseg.data.resources import default_workers, worker_pool
 from autoseg.evaluation.lesions import get_convention
@@ -206,7 +207,7 @@ def evaluate_folders(
             case ids, unreadable files, shape/affine mismatches (all listed at once).
     """
     reference_dir, prediction_dir = Path(reference_dir), Path(prediction_dir)
-    output_json = Path(output_json)
+    output_json = ensure_writable_file(output_json, "summary JSON")
     connectivity_3d = get_convention(convention).connectivity_3d
     if output_json.exists() and not overwrite:
         raise InvalidInputError(f"{output_json}: exists (pass overwrite to replace it)")

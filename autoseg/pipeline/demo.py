@@ -16,6 +16,7 @@ from typing import Any
 
 from autoseg.data.atomic import read_json
 from autoseg.data.convert import convert
+from autoseg.data.paths import ensure_writable_dir
 from autoseg.data.synthetic import synthesize
 from autoseg.data.workspace import Workspace
 from autoseg.evaluation import evaluate_folders
@@ -115,7 +116,7 @@ def train(options: DemoOptions, workspace: Workspace, configuration: str, minute
 def run_demo(options: DemoOptions) -> DemoSummary:
     """Run (or resume) every step; returns where things went and the held-out metrics."""
     started = time.perf_counter()
-    workspace = Workspace.under(options.home)
+    workspace = Workspace.under(ensure_writable_dir(options.home, "demo folder"))
     summary = DemoSummary()
     make_data(options, workspace)
     summary.seconds["data"] = time.perf_counter() - started

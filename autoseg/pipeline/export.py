@@ -27,6 +27,7 @@ import torch
 import autoseg
 from autoseg.data.atomic import atomic_path, read_json, write_json
 from autoseg.data.errors import InvalidInputError
+from autoseg.data.paths import ensure_writable_file
 from autoseg.networks.export import export_onnx
 from autoseg.pipeline.model import (
     TrainedModel,
@@ -127,6 +128,7 @@ def export_model_zip(
     results_dir, output_zip = Path(results_dir), Path(output_zip)
     if output_zip.exists() and not overwrite:
         raise InvalidInputError(f"{output_zip}: exists (use --overwrite to replace it)")
+    ensure_writable_file(output_zip, "model zip")
     names, folds, post, checkpoint = resolve_choice(results_dir, configurations, folds, checkpoint)
     models = [load_model_folder(results_dir / n, folds, checkpoint, "cpu") for n in names]
     contract = inference_contract(models, post, checkpoint)
@@ -225,7 +227,7 @@ def export_onnx_from_results(
     Returns:
         The ONNX and JSON paths.
     """
-    results_dir, output_onnx = Path(results_dir), Path(output_onnx)
+    results_dir, output_onnx = Path(results_dir), ensure_writable_file(output_onnx, "ONNX file")
     model = load_model_folder(results_dir / configuration, [fold_id(fold)], checkpoint, "cpu")
     contract = inference_contract([model], {}, checkpoint)
     contract.update(dataset=results_dir.name, onnx={"input": "image", "output": "logits"})

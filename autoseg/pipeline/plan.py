@@ -12,6 +12,7 @@ from pathlib import Path
 
 from autoseg.data.errors import InvalidInputError
 from autoseg.data.layout import RawDataset, resolve_dataset_dir
+from autoseg.data.paths import ensure_writable_dir
 from autoseg.data.verify import require_valid
 from autoseg.data.workspace import Workspace
 from autoseg.planning.planner import plan_dataset
@@ -98,6 +99,7 @@ def run_plan(workspace: Workspace, dataset: str, options: PlanOptions) -> PlanRe
             option names an unknown configuration or plans key.
     """
     root = resolve_dataset_dir(workspace.raw, dataset)
+    ensure_writable_dir(workspace.preprocessed / root.name, "preprocessed folder")
     require_valid(root, num_processes=options.num_processes, progress=options.progress)
     raw = RawDataset.open(root)
     plans = plan_dataset(

@@ -19,6 +19,7 @@ from typing import Any
 
 from autoseg.data.errors import InvalidInputError
 from autoseg.data.io import file_ending
+from autoseg.data.paths import ensure_writable_dir
 from autoseg.data.workspace import Workspace
 from autoseg.inference.ensemble import ensemble_folders
 from autoseg.inference.inputs import InputCase, discover_cases, verify_inputs
@@ -220,6 +221,7 @@ def predict(
         InvalidInputError: no model, bad inputs, or finished outputs without
             overwrite/resume.
     """
+    ensure_writable_dir(output_dir, "output folder")
     models, post = load_models(workspace, dataset, configurations, folds, checkpoint, device,
                                model_zip)  # fmt: skip
     _check_models(models)

@@ -22,6 +22,7 @@ import torch
 from autoseg.data.atomic import is_temporary
 from autoseg.data.errors import InvalidInputError
 from autoseg.data.layout import resolve_dataset_dir
+from autoseg.data.paths import ensure_writable_dir
 from autoseg.data.workspace import Workspace
 from autoseg.networks import build_network
 from autoseg.planning.plans import Plans, load_plans, write_plans
@@ -344,8 +345,9 @@ def train_fold(
             checkpoint from other plans, an existing run without --continue/--overwrite.
         TrainingInterrupted: a signal arrived; ``checkpoint_latest.pt`` was written.
     """
+    ensure_writable_dir(workspace.results, "results folder")
     data = load_fold(workspace, dataset_name, configuration, fold)
-    folder = result_folder(workspace, data, fold)
+    folder = ensure_writable_dir(result_folder(workspace, data, fold), "fold folder")
     if options.distributed.is_main:
         prepare_results(workspace, data, fold)
     resume = check_fold_folder(folder, options)

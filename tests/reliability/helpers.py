@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gzip
 import os
+import shutil
+import subprocess
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -69,3 +71,31 @@ def repo_env() -> dict[str, str]:
     """The environment for a subprocess that imports this checkout of autoseg."""
     root = str(Path(__file__).resolve().parents[2])
     return {**os.environ, "PYTHONPATH": root, "PYTHONUNBUFFERED": "1"}
+
+
+def _writable(folder: Path) -> bool:
+    try:
+        (folder / ".probe").touch()
+    except OSError:
+        return False
+    (folder / ".probe").unlink()
+    return True
+
+
+@pytest.fixture
+def read_only_dir(tmp_path: Path):
+    """A folder this process cannot write in: mode 555, or immutable where we are root."""
+    folder = tmp_path / "read_only"
+    folder.mkdir()
+    folder.chmod(0o555)
+    immutable = False
+    if _writable(folder) and shutil.which("chattr"):  # root ignores mode bits
+        done = subprocess.run(["chattr", "+i", str(folder)], capture_output=True, check=False)
+        immutable = done.returncode == 0
+    if _writable(folder):
+        folder.chmod(0o755)
+        pytest.skip("cannot make a read-only folder here (root without chattr)")
+    yield folder
+    if immutable:
+        subprocess.run(["chattr", "-i", str(folder)], check=False)
+    folder.chmod(0o755)
