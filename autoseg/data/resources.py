@@ -43,6 +43,11 @@ def available_memory_bytes() -> int:
                     return int(line.split()[1]) * 1024
     except OSError:
         pass
+    return total_memory_bytes()
+
+
+def total_memory_bytes() -> int:
+    """Physical memory of the machine (what a run can use at most, whatever else runs)."""
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 

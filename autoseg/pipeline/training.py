@@ -25,6 +25,8 @@ from autoseg.data.layout import resolve_dataset_dir
 from autoseg.data.paths import ensure_writable_dir
 from autoseg.data.workspace import Workspace
 from autoseg.networks import build_network
+from autoseg.planning.device import check_device
+from autoseg.planning.feasibility import check_trainable
 from autoseg.planning.plans import Plans, load_plans, write_plans
 from autoseg.training import callbacks as cb
 from autoseg.training.batches import LoaderBatches, PatchGrowth
@@ -96,10 +98,17 @@ class TrainOptions:
     progress: bool = True
     distributed: DistContext = SINGLE
 
+    def __post_init__(self) -> None:
+        # 0 would silently fall back to the plans' value, -1 "finish" an untrained network.
+        for flag, value in (("--epochs", self.epochs),
+                            ("--iters-per-epoch", self.iterations_per_epoch)):  # fmt: skip
+            if value is not None and (isinstance(value, bool) or value < 1):
+                raise InvalidInputError(f"{flag}: must be a positive integer, got {value}")
+
 
 def resolve_device(name: str) -> torch.device:
-    """``auto`` picks CUDA, then Apple MPS, then the CPU."""
-    if name != "auto":
+    """``auto`` picks CUDA, then Apple MPS, then the CPU; other names must exist here."""
+    if check_device(name) != "auto":
         return torch.device(name)
     if torch.cuda.is_available():
         return torch.device("cuda")
@@ -140,6 +149,7 @@ def load_fold(workspace: Workspace, dataset: str, configuration: str, fold: int 
     folder = dataset_folder(workspace.preprocessed, dataset)
     plans = load_plans(folder / "plans.json")
     config = plans.configuration(configuration)
+    check_trainable(plans, configuration, folder / "plans.json")
     cache = folder / config["data_id"]
     case_ids = cached_case_ids(cache)
     splits = load_or_create_splits(folder / "splits.json", case_ids)
@@ -299,8 +309,10 @@ def build_trainer(
 ) -> Trainer:
     """Every part of a fold's training, built from the plans and the options."""
     training = data.config["training"]
-    epochs = int(options.epochs or training.get("epochs", 1000))
-    iterations = int(options.iterations_per_epoch or training.get("iterations_per_epoch", 250))
+    epochs = options.epochs if options.epochs is not None else int(training.get("epochs", 1000))
+    iterations = options.iterations_per_epoch
+    if iterations is None:
+        iterations = int(training.get("iterations_per_epoch", 250))
     device = init_distributed(options.distributed, resolve_device(options.device))
     network = build_model(data, options, device)
     loss, optimizer, schedule = build_optimisation(data, network, options, epochs)

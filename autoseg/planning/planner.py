@@ -17,6 +17,7 @@ from autoseg.data.resources import usable_cores, worker_pool
 from autoseg.data.workspace import Workspace
 from autoseg.planning import rules
 from autoseg.planning.device import Budget, resolve_budget
+from autoseg.planning.feasibility import reestimate_overrides
 from autoseg.planning.fingerprint import write_fingerprint
 from autoseg.planning.jsonutil import content_hash
 from autoseg.planning.plans import CONFIGURATIONS, Plans, apply_overrides, finalize, write_plans
@@ -276,7 +277,8 @@ def plan_dataset(
         dataset: dataset name (``ATLAS``, ``Dataset012_Foo``, ``12``...).
         gpu_memory_gb: ``--gpu-memory-gb`` (plan for a card elsewhere).
         device: ``--device`` (cpu, cuda, mps); None detects.
-        overrides: ``--set key=value`` assignments, recorded in the plans.
+        overrides: ``--set key=value`` assignments, recorded in the plans; a changed
+            patch, batch or network is re-estimated and refused when it cannot run.
         num_processes: fingerprint workers (None: bounded by cores and RAM).
         progress: show progress bars.
 
@@ -288,7 +290,7 @@ def plan_dataset(
     fingerprint = write_fingerprint(raw, workspace.preprocessed, num_processes, progress)
     plans = plan_from_fingerprint(fingerprint, budget)
     if overrides:
-        plans = apply_overrides(plans, list(overrides))
+        plans = reestimate_overrides(apply_overrides(plans, list(overrides)), list(overrides))
     write_plans(plans_path(workspace.preprocessed, raw.name), plans)
     return plans
 
