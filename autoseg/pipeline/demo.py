@@ -23,6 +23,7 @@ from autoseg.evaluation import evaluate_folders
 from autoseg.pipeline.plan import PlanOptions, run_plan
 from autoseg.pipeline.predict import predict
 from autoseg.pipeline.training import TrainOptions, train_fold
+from autoseg.planning.device import check_device
 from autoseg.reporting.report import write_report
 
 DATASET = "ATLAS"
@@ -116,6 +117,7 @@ def train(options: DemoOptions, workspace: Workspace, configuration: str, minute
 def run_demo(options: DemoOptions) -> DemoSummary:
     """Run (or resume) every step; returns where things went and the held-out metrics."""
     started = time.perf_counter()
+    check_device(options.device)
     workspace = Workspace.under(ensure_writable_dir(options.home, "demo folder"))
     summary = DemoSummary()
     make_data(options, workspace)

@@ -99,6 +99,7 @@ class TrainOptions:
     distributed: DistContext = SINGLE
 
     def __post_init__(self) -> None:
+        check_device(self.device)
         # 0 would silently fall back to the plans' value, -1 "finish" an untrained network.
         for flag, value in (("--epochs", self.epochs),
                             ("--iters-per-epoch", self.iterations_per_epoch)):  # fmt: skip
