@@ -377,8 +377,11 @@ def _train(args: argparse.Namespace) -> int:
             folder = train_fold(args.workspace, args.dataset, args.configuration, fold, options)
             print(f"trained -> {folder}")
     except TrainingInterrupted as interrupted:
-        print(f"interrupted: {interrupted}; resume with --continue", file=sys.stderr)
+        print(f"interrupted: {interrupted}; resume with: {_resume_command(args)}", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except KeyboardInterrupt:
+        print(f"interrupted; resume with: {_resume_command(args)}", file=sys.stderr)
+        return 130
     finally:
         shutdown_distributed()
     if options.distributed.rank == 0 and not args.skip_validation:
@@ -398,9 +401,18 @@ def _train(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _resume_command(args: argparse.Namespace) -> str:
+    """The command that continues this run: its own flags, ``--continue`` for ``--overwrite``."""
+    import shlex
+
+    kept = [word for word in args.argv if word not in ("--continue", "--overwrite")]
+    return shlex.join(["autoseg_train", *kept, "--continue"])
+
+
 def train_main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = train_parser().parse_args(argv)
+    args.argv = argv
     if args.num_gpus > 1:
         return _relaunch_with_torchrun(args.num_gpus, argv)
     args.workspace = workspace_from(args, os.environ)

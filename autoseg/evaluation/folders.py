@@ -27,6 +27,8 @@ from autoseg.evaluation.lesions import get_convention
 from autoseg.evaluation.metrics import both_empty_metrics, evaluate_labels
 from autoseg.evaluation.summary import CaseResult, summarise, write_case_csv
 
+BINARY_LESION_LABEL = 1
+
 MAX_DEFAULT_PROCESSES = 8
 WORKER_BYTES = 1024**3
 
@@ -221,6 +223,9 @@ def evaluate_folders(
     )
     if labels is None:
         labels = sorted({label for result in results for label in result.metrics})
+        # Every mask empty and no dataset.json: a binary lesion task, whose empty-vs-empty
+        # cases score as docs/metrics.md says (Dice 1.0), not as no metrics at all.
+        labels = labels or [BINARY_LESION_LABEL]
     results = fill_missing_labels(results, labels)
     summary = summarise(results, labels)
     summary.update(

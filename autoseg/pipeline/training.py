@@ -50,6 +50,8 @@ from autoseg.training.splits import cases_of_fold, load_or_create_splits
 from autoseg.training.tracking import build_tracker
 from autoseg.training.trainer import Trainer, TrainSettings
 
+NUM_FOLDS, MIN_FOLDS = 5, 2
+
 
 @dataclass(frozen=True)
 class TrainOptions:
@@ -153,9 +155,28 @@ def load_fold(workspace: Workspace, dataset: str, configuration: str, fold: int 
     check_trainable(plans, configuration, folder / "plans.json")
     cache = folder / config["data_id"]
     case_ids = cached_case_ids(cache)
-    splits = load_or_create_splits(folder / "splits.json", case_ids)
-    train_ids, val_ids = cases_of_fold(splits, fold)
+    train_ids, val_ids = fold_cases(folder / "splits.json", case_ids, fold, configuration)
     return FoldData(folder.name, plans, configuration, config, cache, train_ids, val_ids)
+
+
+def fold_cases(
+    splits_path: Path, case_ids: list[str], fold: int | str, configuration: str
+) -> tuple[list[str], list[str]]:
+    """Training and validation cases of ``fold``, writing splits.json once when missing.
+
+    Fold ``all`` needs no splits (every cached case, no validation), so a dataset too small
+    for cross-validation still trains; a numbered fold on one says to train ``all``.
+    """
+    if fold == "all" and not splits_path.is_file():
+        return list(case_ids), []
+    if not splits_path.is_file() and len(case_ids) < MIN_FOLDS:
+        raise InvalidInputError(
+            f"{splits_path}: {len(case_ids)} training case(s) cannot make cross-validation "
+            f"folds (need >= {MIN_FOLDS}); train on every case instead: autoseg_train "
+            f"{splits_path.parent.name} {configuration} all"
+        )
+    folds = min(NUM_FOLDS, len(case_ids))
+    return cases_of_fold(load_or_create_splits(splits_path, case_ids, num_folds=folds), fold)
 
 
 def result_folder(workspace: Workspace, data: FoldData, fold: int | str) -> Path:
