@@ -157,10 +157,11 @@ def _read_sitk(path: Path, with_data: bool) -> tuple[np.ndarray | None, ImageMet
     if claim is not None:
         check_claim(path, claim)
     try:
-        image = reader.Execute()
+        array = sitk.GetArrayFromImage(reader.Execute())
     except RuntimeError as error:
         raise InvalidInputError(f"{path}: unreadable image ({_itk_reason(path, error)})") from error
-    array = sitk.GetArrayFromImage(image)
+    except MemoryError as error:
+        raise InvalidInputError(f"{path}: out of memory reading {shape_zyx} voxels") from error
     return np.ascontiguousarray(array.reshape(shape_zyx)), meta
 
 

@@ -104,8 +104,10 @@ def die_with_parent(parent_pid: int) -> None:
     """Make this worker exit when its parent dies (SIGKILL included).
 
     Linux delivers SIGTERM on the parent's death (``PR_SET_PDEATHSIG``; the default action,
-    since a forked worker inherits the parent's Python handlers). A thread watching the
-    parent id covers other systems and the moment before prctl took effect.
+    since a forked worker inherits the parent's Python handlers). Linux counts the death of
+    the *thread* that started the worker, so a pool must live within the thread that made
+    it (every pool here is a ``with`` block). A thread watching the parent id covers other
+    systems and the moment before prctl took effect.
     """
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     if sys.platform.startswith("linux"):
