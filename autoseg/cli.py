@@ -586,6 +586,7 @@ def export_parser() -> argparse.ArgumentParser:
 
 
 def _export(args: argparse.Namespace) -> int:
+    from autoseg.data.paths import ensure_writable_file
     from autoseg.pipeline.export import export_model_zip, export_onnx_from_results
     from autoseg.pipeline.model import results_folder
 
@@ -593,6 +594,12 @@ def _export(args: argparse.Namespace) -> int:
         raise InvalidInputError("give -o model.zip and/or --onnx model.onnx")
     results = results_folder(args.workspace, args.dataset)
     folds = [_fold(f) for f in args.folds] if args.folds else None
+    if args.onnx:  # refused before the zip is written, not after
+        if not args.configurations or len(args.configurations) != 1 or not folds or len(folds) != 1:
+            raise InvalidInputError(
+                "--onnx exports one network: give one -c CONFIG and one -f FOLD"
+            )
+        ensure_writable_file(args.onnx, "ONNX file")
     if args.output:
         path = export_model_zip(
             results,
@@ -604,10 +611,6 @@ def _export(args: argparse.Namespace) -> int:
         )
         print(f"model zip: {path}")
     if args.onnx:
-        if not args.configurations or len(args.configurations) != 1 or not folds or len(folds) != 1:
-            raise InvalidInputError(
-                "--onnx exports one network: give one -c CONFIG and one -f FOLD"
-            )
         onnx_path, contract = export_onnx_from_results(
             results, args.configurations[0], folds[0], args.onnx, checkpoint=args.checkpoint
         )
