@@ -16,6 +16,7 @@ import traceback
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from autoseg.cli_args import OneLineParser, dataset_name, positive_int
 from autoseg.data.errors import InvalidInputError
 from autoseg.data.workspace import DEFAULT_HOME, Workspace
 
@@ -52,6 +53,9 @@ def run(command: Callable[[argparse.Namespace], int | None], args: argparse.Name
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except PermissionError as error:  # the checks up front missed it (e.g. a changed mount)
+        print(f"error: {error.filename}: {error.strerror}", file=sys.stderr)
+        return EXIT_INVALID
     except Exception:
         traceback.print_exc()
         return EXIT_FAILURE
@@ -74,7 +78,7 @@ def _parse_and_run(
 def synth_parser() -> argparse.ArgumentParser:
     from autoseg.data.synthetic import SYNTHETIC_KINDS
 
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="autoseg_synth",
         description="Write synthetic stroke data in the layout of a real source (no downloads).",
     )
@@ -140,14 +144,16 @@ def synth_main(argv: Sequence[str] | None = None) -> int:
 def convert_parser() -> argparse.ArgumentParser:
     from autoseg.data.convert import DEFAULT_SPACING_MM, list_kinds
 
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="autoseg_convert",
         description="Convert a stroke dataset as users keep it into the raw layout "
         "(nnU-Net v2's) under raw/NAME. Per case, atomic and resumable.",
     )
     parser.add_argument("kind", choices=list_kinds(), help="the source's layout")
     parser.add_argument("src", type=Path, help="the source folder")
-    parser.add_argument("-d", "--dataset", required=True, help="name of the raw dataset")
+    parser.add_argument(
+        "-d", "--dataset", required=True, help="name of the raw dataset", type=dataset_name
+    )
     parser.add_argument(
         "--spacing",
         type=float,
@@ -191,13 +197,15 @@ def convert_main(argv: Sequence[str] | None = None) -> int:
 
 
 def plan_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="autoseg_plan",
         description="Verify a raw dataset, fingerprint it, write plans.json (patch, batch and "
         "network size fitted to the GPU memory, or to CPU time on a machine without one), "
         "splits.json, and the preprocessed caches.",
     )
-    parser.add_argument("-d", "--dataset", required=True, help="dataset name (or nnU-Net id)")
+    parser.add_argument(
+        "-d", "--dataset", required=True, help="dataset name (or nnU-Net id)", type=dataset_name
+    )
     parser.add_argument(
         "--gpu-memory-gb", type=float, help="plan for a card of this size (default: detected)"
     )
@@ -261,12 +269,12 @@ def plan_main(argv: Sequence[str] | None = None) -> int:
 
 
 def train_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="autoseg_train",
         description="Train one fold of a configuration from plans.json, then predict and "
         "score the fold's validation cases (fold/validation/summary.json).",
     )
-    parser.add_argument("dataset", help="dataset name (or nnU-Net id)")
+    parser.add_argument("dataset", help="dataset name (or nnU-Net id)", type=dataset_name)
     parser.add_argument("configuration", help="3d_hybrid, 2.5d_unet or 2d_lcnn")
     parser.add_argument("fold", help="fold of splits.json (0-4) or 'all'")
     parser.add_argument(
@@ -276,8 +284,10 @@ def train_parser() -> argparse.ArgumentParser:
         help="resume from checkpoint_latest.pt",
     )
     parser.add_argument("--overwrite", action="store_true", help="start a finished fold afresh")
-    parser.add_argument("--epochs", type=int, help="override the plans' epochs")
-    parser.add_argument("--iters-per-epoch", type=int, help="override iterations per epoch")
+    parser.add_argument("--epochs", type=positive_int, help="override the plans' epochs")
+    parser.add_argument(
+        "--iters-per-epoch", type=positive_int, help="override iterations per epoch"
+    )
     parser.add_argument("--max-minutes", type=float,
                         help="train this long: the run gets the epochs that fit (more or fewer "
                              "than planned; --epochs caps them), so the LR schedule decays to "
@@ -377,8 +387,11 @@ def _train(args: argparse.Namespace) -> int:
             folder = train_fold(args.workspace, args.dataset, args.configuration, fold, options)
             print(f"trained -> {folder}")
     except TrainingInterrupted as interrupted:
-        print(f"interrupted: {interrupted}; resume with --continue", file=sys.stderr)
+        print(f"interrupted: {interrupted}; resume with: {_resume_command(args)}", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except KeyboardInterrupt:
+        print(f"interrupted; resume with: {_resume_command(args)}", file=sys.stderr)
+        return 130
     finally:
         shutdown_distributed()
     if options.distributed.rank == 0 and not args.skip_validation:
@@ -398,9 +411,18 @@ def _train(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _resume_command(args: argparse.Namespace) -> str:
+    """The command that continues this run: its own flags, ``--continue`` for ``--overwrite``."""
+    import shlex
+
+    kept = [word for word in args.argv if word not in ("--continue", "--overwrite")]
+    return shlex.join(["autoseg_train", *kept, "--continue"])
+
+
 def train_main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = train_parser().parse_args(argv)
+    args.argv = argv
     if args.num_gpus > 1:
         return _relaunch_with_torchrun(args.num_gpus, argv)
     args.workspace = workspace_from(args, os.environ)
@@ -411,12 +433,12 @@ def train_main(argv: Sequence[str] | None = None) -> int:
 
 
 def slurm_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="autoseg_slurm",
         description="Write an sbatch array script that trains folds on a SLURM cluster "
         "(one task per fold, requeued on preemption, resuming with --continue).",
     )
-    parser.add_argument("dataset", help="dataset name")
+    parser.add_argument("dataset", help="dataset name", type=dataset_name)
     parser.add_argument("configuration", help="configuration to train")
     parser.add_argument("--folds", nargs="+", default=["0", "1", "2", "3", "4"])
     parser.add_argument("-o", "--output", type=Path, help="script path (default: ./train_*.sbatch)")
@@ -469,7 +491,7 @@ def slurm_main(argv: Sequence[str] | None = None) -> int:
 
 
 def predict_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="autoseg_predict",
         description="Segment a folder of images with trained folds (sliding window, "
         "Gaussian weighting, mirroring TTA, fold/configuration ensemble) and write label "
@@ -477,7 +499,9 @@ def predict_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-i", "--input", type=Path, required=True, help="images to segment")
     parser.add_argument("-o", "--output", type=Path, required=True, help="folder to write")
-    parser.add_argument("-d", "--dataset", help="trained dataset (uses results/NAME)")
+    parser.add_argument(
+        "-d", "--dataset", help="trained dataset (uses results/NAME)", type=dataset_name
+    )
     parser.add_argument("-m", "--model", type=Path, help="a model zip from autoseg_export")
     parser.add_argument("-c", "--configurations", nargs="+", help="default: find_best's choice")
     parser.add_argument("-f", "--folds", nargs="+", help="default: every trained fold")
@@ -495,7 +519,9 @@ def predict_parser() -> argparse.ArgumentParser:
         "--continue", dest="resume", action="store_true", help="skip cases whose output exists"
     )
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
-    parser.add_argument("--num-parts", type=int, default=1, help="split the inputs in N parts")
+    parser.add_argument(
+        "--num-parts", type=positive_int, default=1, help="split the inputs in N parts"
+    )
     parser.add_argument("--part-id", type=int, default=0, help="which part this process does")
     parser.add_argument(
         "--source",
@@ -553,12 +579,12 @@ def predict_main(argv: Sequence[str] | None = None) -> int:
 
 
 def export_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="autoseg_export",
         description="Package trained folds as a model zip (weights, plans, dataset.json, "
         "inference contract) for offline use with autoseg_predict -m, or one fold as ONNX.",
     )
-    parser.add_argument("-d", "--dataset", required=True, help="trained dataset")
+    parser.add_argument("-d", "--dataset", required=True, help="trained dataset", type=dataset_name)
     parser.add_argument("-c", "--configurations", nargs="+", help="default: find_best's choice")
     parser.add_argument("-f", "--folds", nargs="+", help="default: every trained fold")
     parser.add_argument("-o", "--output", type=Path, help="model zip to write")
@@ -570,6 +596,7 @@ def export_parser() -> argparse.ArgumentParser:
 
 
 def _export(args: argparse.Namespace) -> int:
+    from autoseg.data.paths import ensure_writable_file
     from autoseg.pipeline.export import export_model_zip, export_onnx_from_results
     from autoseg.pipeline.model import results_folder
 
@@ -577,6 +604,12 @@ def _export(args: argparse.Namespace) -> int:
         raise InvalidInputError("give -o model.zip and/or --onnx model.onnx")
     results = results_folder(args.workspace, args.dataset)
     folds = [_fold(f) for f in args.folds] if args.folds else None
+    if args.onnx:  # refused before the zip is written, not after
+        if not args.configurations or len(args.configurations) != 1 or not folds or len(folds) != 1:
+            raise InvalidInputError(
+                "--onnx exports one network: give one -c CONFIG and one -f FOLD"
+            )
+        ensure_writable_file(args.onnx, "ONNX file")
     if args.output:
         path = export_model_zip(
             results,
@@ -588,10 +621,6 @@ def _export(args: argparse.Namespace) -> int:
         )
         print(f"model zip: {path}")
     if args.onnx:
-        if not args.configurations or len(args.configurations) != 1 or not folds or len(folds) != 1:
-            raise InvalidInputError(
-                "--onnx exports one network: give one -c CONFIG and one -f FOLD"
-            )
         onnx_path, contract = export_onnx_from_results(
             results, args.configurations[0], folds[0], args.onnx, checkpoint=args.checkpoint
         )
@@ -607,13 +636,13 @@ def export_main(argv: Sequence[str] | None = None) -> int:
 
 
 def find_best_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="autoseg_find_best",
         description="Compare configurations and 2-configuration ensembles on cross-"
         "validation, choose postprocessing on CV, and record the winner in "
         "results/NAME/inference.json for autoseg_predict.",
     )
-    parser.add_argument("dataset", help="trained dataset")
+    parser.add_argument("dataset", help="trained dataset", type=dataset_name)
     parser.add_argument("-c", "--configurations", nargs="+", help="default: every trained one")
     parser.add_argument("--convention", choices=("isles22", "atlas"), default="isles22")
     parser.add_argument("--checkpoint", choices=("final", "best"), default="final")
@@ -643,7 +672,7 @@ def find_best_main(argv: Sequence[str] | None = None) -> int:
 
 
 def ensemble_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="autoseg_ensemble",
         description="Average the saved probabilities (--save-probabilities) of several "
         "prediction folders and write the ensemble's label maps.",
@@ -680,13 +709,13 @@ def ensemble_main(argv: Sequence[str] | None = None) -> int:
 
 
 def report_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="autoseg_report",
         description="Write one self-contained HTML report of a dataset (no network, no "
         "external files): fingerprint, plans, training curves, cross-validation, test "
         "metrics and per-case overlays worst-first with missed and false-positive lesions.",
     )
-    parser.add_argument("-d", "--dataset", required=True, help="dataset name")
+    parser.add_argument("-d", "--dataset", required=True, help="dataset name", type=dataset_name)
     parser.add_argument("-o", "--output", type=Path, help="default results/NAME/report.html")
     parser.add_argument("--metrics", type=Path, help="default results/NAME/test/metrics.json")
     parser.add_argument("--images", type=Path, help="default raw/NAME/imagesTs or imagesTr")
@@ -722,7 +751,7 @@ def report_main(argv: Sequence[str] | None = None) -> int:
 
 
 def visualize_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="autoseg_visualize",
         description="Draw one case: axial slices through the largest lesion with the "
         "reference outline (green) and the prediction outline (red), as a PNG.",
@@ -759,7 +788,7 @@ def visualize_main(argv: Sequence[str] | None = None) -> int:
 
 
 def demo_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="autoseg_demo",
         description="The whole job on built-in synthetic ATLAS-like data: synth, convert, "
         "verify, plan, train the recommended configuration within the budget, predict "
@@ -814,7 +843,7 @@ def demo_main(argv: Sequence[str] | None = None) -> int:
 def evaluate_parser() -> argparse.ArgumentParser:
     from autoseg.evaluation import CONVENTIONS
 
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="autoseg_evaluate",
         description="Score a folder of predicted label maps against a folder of references: "
         "Dice, IoU, precision, sensitivity, specificity, HD95, ASSD, volume difference, "
@@ -868,12 +897,14 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
 
 
 def verify_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="autoseg_verify",
         description="Check a raw dataset strictly and list every problem at once, one line "
         "each naming the file. Writes nothing. Exit 0 when valid, 2 when not.",
     )
-    parser.add_argument("-d", "--dataset", required=True, help="dataset name (or nnU-Net id)")
+    parser.add_argument(
+        "-d", "--dataset", required=True, help="dataset name (or nnU-Net id)", type=dataset_name
+    )
     parser.add_argument(
         "-np", "--num-processes", type=int, help="worker processes (default: cores and RAM)"
     )

@@ -7,6 +7,7 @@ so a prediction can be written back in its input's exact frame.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import nibabel as nib
@@ -14,6 +15,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from autoseg.data.atomic import atomic_path
+from autoseg.data.capacity import check_claim, metaimage_header_problem, nifti_claim, sitk_claim
 from autoseg.data.errors import InvalidInputError
 from autoseg.data.records import ImageMeta, matrix_to_tuple, meta_from_affine
 
@@ -21,6 +23,7 @@ NIFTI_ENDINGS = (".nii.gz", ".nii")
 SITK_ENDINGS = (".mha", ".mhd", ".nrrd", ".nhdr")
 VOLUME_ENDINGS = NIFTI_ENDINGS + SITK_ENDINGS
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+ITK_PREFIX = re.compile(r"^ITK ERROR: \w+\(0x[0-9a-fA-F]+\): ")
 
 
 def file_ending(path: str | os.PathLike) -> str:
@@ -81,6 +84,14 @@ def _load_nifti(path: Path) -> nib.Nifti1Image:
         raise InvalidInputError(f"{path}: unreadable NIfTI ({error})") from error
 
 
+def _check_nifti_claim(path: Path, image: nib.Nifti1Image) -> None:
+    """The header's shape and type against the bytes the file holds, before allocating."""
+    header = image.header
+    shape = tuple(int(v) for v in header.get_data_shape())
+    itemsize = header.get_data_dtype().itemsize
+    check_claim(path, nifti_claim(path, shape, itemsize, int(header.get_data_offset())))
+
+
 def _sitk_affine(image: sitk.Image) -> np.ndarray:
     """Voxel-to-RAS affine of a SimpleITK image (ITK works in LPS)."""
     dimension = image.GetDimension()
@@ -96,30 +107,61 @@ def _sitk_affine(image: sitk.Image) -> np.ndarray:
     return LPS_TO_RAS @ lps
 
 
-def _read_sitk(path: Path, with_data: bool) -> tuple[np.ndarray | None, ImageMeta]:
+def _itk_reason(path: Path, error: RuntimeError) -> str:
+    """The line of an ITK error that says what is wrong with the file.
+
+    ITK ends its messages with a stale errno ("No such file or directory" for a file that
+    exists) and prints the real reason of a MetaImage failure to stderr only, so the header
+    is diagnosed here where it can be, and the errno line is dropped.
+    """
+    if file_ending(path) in (".mha", ".mhd"):
+        problem = metaimage_header_problem(path)
+        if problem:
+            return problem
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    useful = [
+        line
+        for line in lines
+        if not line.startswith("Exception thrown") and "No such file or directory" not in line
+    ]
+    text = (useful or lines or ["read error"])[-1]
+    return ITK_PREFIX.sub("", text)
+
+
+def _sitk_reader(path: Path) -> sitk.ImageFileReader:
+    """A reader that has read the header only (size, pixel type, geometry)."""
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
     try:
-        if with_data:
-            image = sitk.ReadImage(str(path))
-        else:
-            reader = sitk.ImageFileReader()
-            reader.SetFileName(str(path))
-            reader.ReadImageInformation()
-            image = reader
+        reader.ReadImageInformation()
     except RuntimeError as error:
-        first_line = str(error).strip().splitlines()[-1] if str(error).strip() else "read error"
-        raise InvalidInputError(f"{path}: unreadable image ({first_line})") from error
-    components = (
-        image.GetNumberOfComponentsPerPixel() if with_data else image.GetNumberOfComponents()
-    )
-    if components != 1:
+        raise InvalidInputError(f"{path}: unreadable image ({_itk_reason(path, error)})") from error
+    if reader.GetNumberOfComponents() != 1:
         raise InvalidInputError(f"{path}: vector images are not supported; one file per channel")
-    size_xyz = list(image.GetSize()) + [1] * (3 - image.GetDimension())
+    return reader
+
+
+def _bytes_per_voxel(reader: sitk.ImageFileReader) -> int:
+    probe = sitk.Image([1] * reader.GetDimension(), reader.GetPixelID())
+    return int(sitk.GetArrayViewFromImage(probe).nbytes)
+
+
+def _read_sitk(path: Path, with_data: bool) -> tuple[np.ndarray | None, ImageMeta]:
+    reader = _sitk_reader(path)
+    size_xyz = list(reader.GetSize()) + [1] * (3 - reader.GetDimension())
     shape_zyx = tuple(int(v) for v in size_xyz[:3][::-1])
-    affine = _sitk_affine(image) if with_data else _sitk_affine_from_reader(image)
-    meta = meta_from_affine(shape_zyx, affine, "sitk")
+    meta = meta_from_affine(shape_zyx, _sitk_affine_from_reader(reader), "sitk")
     if not with_data:
         return None, meta
-    array = sitk.GetArrayFromImage(image)
+    claim = sitk_claim(path, tuple(reader.GetSize()), _bytes_per_voxel(reader))
+    if claim is not None:
+        check_claim(path, claim)
+    try:
+        array = sitk.GetArrayFromImage(reader.Execute())
+    except RuntimeError as error:
+        raise InvalidInputError(f"{path}: unreadable image ({_itk_reason(path, error)})") from error
+    except MemoryError as error:
+        raise InvalidInputError(f"{path}: out of memory reading {shape_zyx} voxels") from error
     return np.ascontiguousarray(array.reshape(shape_zyx)), meta
 
 
@@ -142,8 +184,13 @@ def read_volume(path: str | os.PathLike) -> tuple[np.ndarray, ImageMeta]:
     ending = file_ending(path)
     if ending in NIFTI_ENDINGS:
         image = _load_nifti(path)
+        _check_nifti_claim(path, image)
         try:
             raw = np.asanyarray(image.dataobj)
+        except MemoryError as error:
+            raise InvalidInputError(
+                f"{path}: out of memory reading {image.shape} {image.get_data_dtype()} voxels"
+            ) from error
         except Exception as error:  # truncated gzip streams, short files
             raise InvalidInputError(f"{path}: truncated or corrupt data ({error})") from error
         array = _squeeze_to_3d(raw, path)

@@ -13,6 +13,7 @@ from typing import Any
 
 from autoseg.data.atomic import is_temporary, read_json, write_json
 from autoseg.data.errors import InvalidInputError
+from autoseg.data.paths import check_dataset_name
 from autoseg.data.records import Case
 
 NNUNET_FOLDER = re.compile(r"^Dataset(\d{3})_(.+)$")
@@ -97,8 +98,10 @@ def resolve_dataset_dir(raw_root: Path, name: str) -> Path:
     """Find a dataset folder by name: ``ATLAS``, or ``Foo`` / ``12`` / ``Dataset012_Foo``.
 
     Raises:
-        InvalidInputError: no match (listing the datasets that exist) or several matches.
+        InvalidInputError: a name that is not one folder name (``""`` would be the root
+            itself), no match (listing the datasets that exist) or several matches.
     """
+    check_dataset_name(name)
     raw_root = Path(raw_root)
     if (raw_root / name).is_dir():
         return raw_root / name

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import nibabel as nib
 import numpy as np
 
 Matrix4 = tuple[tuple[float, float, float, float], ...]
@@ -88,6 +89,11 @@ def meta_from_affine(
     )
 
 
+def orientation_codes(affine: np.ndarray) -> str:
+    """Where the voxel axes (i, j, k) point in RAS+ world space, e.g. ``"RAS"``, ``"LAS"``."""
+    return "".join(code or "?" for code in nib.aff2axcodes(affine))
+
+
 def geometry_mismatch(a: ImageMeta, b: ImageMeta, tolerance_mm: float = 1e-3) -> str | None:
     """Describe how two images' grids differ, or None when they share one grid.
 
@@ -96,6 +102,10 @@ def geometry_mismatch(a: ImageMeta, b: ImageMeta, tolerance_mm: float = 1e-3) ->
     """
     if tuple(a.shape) != tuple(b.shape):
         return f"shape {list(a.shape)} != {list(b.shape)} (z, y, x)"
+    codes_a, codes_b = orientation_codes(a.affine_array), orientation_codes(b.affine_array)
+    if codes_a != codes_b:
+        # A flipped axis is a different mistake from a shifted origin: say which.
+        return f"orientation differs ({codes_a} vs {codes_b})"
     difference = float(np.max(np.abs(a.affine_array - b.affine_array)))
     if difference > tolerance_mm:
         return f"affine differs by up to {difference:.4g} mm (tolerance {tolerance_mm:g})"

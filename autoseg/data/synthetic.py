@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from autoseg.data.paths import ensure_writable_dir
 from autoseg.data.synthetic_anatomy import (
     Anatomy,
     AnatomyPlan,
@@ -266,6 +267,7 @@ def synthesize(
         size, spacing, layout, mask_dtype, mask_scale, empty_fraction, skull_stripped, png_bits
     )
     _check_arguments(kind, cases, test_cases, options)
+    ensure_writable_dir(dest, "destination folder")
     options = replace(options, layout=layout or LAYOUTS[kind][0])
     jobs = [(0, i) for i in range(cases)] + [(1, i) for i in range(test_cases)]
     written: list[Path] = []

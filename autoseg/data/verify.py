@@ -10,7 +10,7 @@ values; :mod:`autoseg.data.verify_case`). Nothing is written. Planning calls
 from __future__ import annotations
 
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from autoseg.data.errors import InvalidInputError
 from autoseg.data.io import read_meta
-from autoseg.data.resources import default_workers
+from autoseg.data.resources import default_workers, worker_pool
 from autoseg.data.verify_case import GEOMETRY_TOLERANCE_MM, CaseJob, CaseResult, check_case
 from autoseg.data.verify_layout import scan_layout
 
@@ -143,7 +143,7 @@ def _run_jobs(
 
 def _run_pool(jobs: Sequence[CaseJob], num_processes: int, bar: tqdm) -> list[CaseResult]:
     results: list[CaseResult | None] = [None] * len(jobs)
-    pool = ProcessPoolExecutor(max_workers=num_processes)
+    pool = worker_pool(num_processes)
     try:
         futures = {pool.submit(check_case, job): index for index, job in enumerate(jobs)}
         for future in as_completed(futures):

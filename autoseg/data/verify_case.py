@@ -103,12 +103,20 @@ def _read(path: Path) -> tuple[np.ndarray | None, ImageMeta | None, list[str]]:
 
 
 def _check_image(path: Path) -> tuple[ImageMeta | None, list[str]]:
-    """Readable, numeric and finite: the network cannot learn from NaN or Inf voxels."""
+    """Readable, numeric, finite and not constant: the network cannot learn from NaN or Inf
+    voxels, nor anything from an image with one value (a failed export, an empty scan)."""
     array, meta, problems = _read(path)
     if array is None:
         return None, problems
-    problem = _non_finite_problem(path, array)
+    problem = _non_finite_problem(path, array) or _no_signal_problem(path, array)
     return meta, [problem] if problem else []
+
+
+def _no_signal_problem(path: Path, array: np.ndarray) -> str | None:
+    if array.size == 0 or array.min() != array.max():
+        return None
+    value = array.flat[0]
+    return f"{path}: no signal: every voxel is {value:g} (an empty scan or a failed export?)"
 
 
 def _non_finite_problem(path: Path, array: np.ndarray) -> str | None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,11 +20,14 @@ from autoseg.data.atomic import is_temporary, read_json, write_json
 from autoseg.data.errors import InvalidInputError
 from autoseg.data.io import VOLUME_ENDINGS, file_ending, read_meta, read_volume, strip_ending
 from autoseg.data.layout import parse_dataset_json
+from autoseg.data.paths import ensure_writable_file
 from autoseg.data.records import geometry_mismatch
-from autoseg.data.resources import default_workers
+from autoseg.data.resources import default_workers, worker_pool
 from autoseg.evaluation.lesions import get_convention
 from autoseg.evaluation.metrics import both_empty_metrics, evaluate_labels
 from autoseg.evaluation.summary import CaseResult, summarise, write_case_csv
+
+BINARY_LESION_LABEL = 1
 
 MAX_DEFAULT_PROCESSES = 8
 WORKER_BYTES = 1024**3
@@ -150,7 +152,7 @@ def run_cases(
     if num_processes <= 1 or len(tasks) == 1:
         yield from map(_evaluate_task, tasks)
         return
-    with ProcessPoolExecutor(max_workers=min(num_processes, len(tasks))) as pool:
+    with worker_pool(min(num_processes, len(tasks))) as pool:
         yield from pool.map(_evaluate_task, tasks)
 
 
@@ -207,7 +209,7 @@ def evaluate_folders(
             case ids, unreadable files, shape/affine mismatches (all listed at once).
     """
     reference_dir, prediction_dir = Path(reference_dir), Path(prediction_dir)
-    output_json = Path(output_json)
+    output_json = ensure_writable_file(output_json, "summary JSON")
     connectivity_3d = get_convention(convention).connectivity_3d
     if output_json.exists() and not overwrite:
         raise InvalidInputError(f"{output_json}: exists (pass overwrite to replace it)")
@@ -221,6 +223,9 @@ def evaluate_folders(
     )
     if labels is None:
         labels = sorted({label for result in results for label in result.metrics})
+        # Every mask empty and no dataset.json: a binary lesion task, whose empty-vs-empty
+        # cases score as docs/metrics.md says (Dice 1.0), not as no metrics at all.
+        labels = labels or [BINARY_LESION_LABEL]
     results = fill_missing_labels(results, labels)
     summary = summarise(results, labels)
     summary.update(

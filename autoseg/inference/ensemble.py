@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 from autoseg.data.atomic import is_temporary
 from autoseg.data.errors import InvalidInputError
 from autoseg.data.io import VOLUME_ENDINGS, read_meta
+from autoseg.data.paths import ensure_writable_dir
 from autoseg.data.records import ImageMeta
 from autoseg.inference.outputs import (
     case_outputs,
@@ -157,6 +158,7 @@ def ensemble_folders(
     Returns:
         The ids of the cases written.
     """
+    ensure_writable_dir(output_dir, "output folder")
     postprocessing = dict(postprocessing or {})
     check_postprocessing(postprocessing)
     folders = [Path(d) for d in input_dirs]

@@ -16,12 +16,14 @@ from typing import Any
 
 from autoseg.data.atomic import read_json
 from autoseg.data.convert import convert
+from autoseg.data.paths import ensure_writable_dir
 from autoseg.data.synthetic import synthesize
 from autoseg.data.workspace import Workspace
 from autoseg.evaluation import evaluate_folders
 from autoseg.pipeline.plan import PlanOptions, run_plan
 from autoseg.pipeline.predict import predict
 from autoseg.pipeline.training import TrainOptions, train_fold
+from autoseg.planning.device import check_device
 from autoseg.reporting.report import write_report
 
 DATASET = "ATLAS"
@@ -115,7 +117,8 @@ def train(options: DemoOptions, workspace: Workspace, configuration: str, minute
 def run_demo(options: DemoOptions) -> DemoSummary:
     """Run (or resume) every step; returns where things went and the held-out metrics."""
     started = time.perf_counter()
-    workspace = Workspace.under(options.home)
+    check_device(options.device)
+    workspace = Workspace.under(ensure_writable_dir(options.home, "demo folder"))
     summary = DemoSummary()
     make_data(options, workspace)
     summary.seconds["data"] = time.perf_counter() - started

@@ -6,8 +6,9 @@ only: optimiser and RNG states are dropped), plus ``inference_contract.json`` at
 the autoseg version, the configurations and folds of the ensemble, its postprocessing, and
 per configuration everything a reimplementation needs (spacing, normalisation, patch,
 step, mirror axes, labels, channels). ``-m model.zip`` predicts from it with no dataset and
-no network access; members are checked before extraction (no absolute paths, no ``..``,
-no links), so a crafted zip cannot write outside its temporary folder.
+no network access; members and sizes are checked before extraction
+(:mod:`autoseg.pipeline.model_zip`), so a crafted zip can neither write outside its
+temporary folder, nor fill a disk, nor point the contract at a folder elsewhere.
 """
 
 from __future__ import annotations
@@ -15,11 +16,10 @@ from __future__ import annotations
 import io
 import json
 import os
-import stat
 import tempfile
 import zipfile
 from collections.abc import Sequence
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -27,6 +27,7 @@ import torch
 import autoseg
 from autoseg.data.atomic import atomic_path, read_json, write_json
 from autoseg.data.errors import InvalidInputError
+from autoseg.data.paths import ensure_writable_file
 from autoseg.networks.export import export_onnx
 from autoseg.pipeline.model import (
     TrainedModel,
@@ -35,9 +36,9 @@ from autoseg.pipeline.model import (
     load_model_folder,
     resolve_choice,
 )
+from autoseg.pipeline.model_zip import CONTRACT_NAME, contract_configurations, safe_extract
 from autoseg.training.checkpoint import load_checkpoint
 
-CONTRACT_NAME = "inference_contract.json"
 CONTRACT_FORMAT = 1
 KEPT_CHECKPOINT_KEYS = ("model", "network", "plans_id", "configuration", "dataset", "fold",
                         "epoch", "format_version")  # fmt: skip
@@ -127,6 +128,7 @@ def export_model_zip(
     results_dir, output_zip = Path(results_dir), Path(output_zip)
     if output_zip.exists() and not overwrite:
         raise InvalidInputError(f"{output_zip}: exists (use --overwrite to replace it)")
+    ensure_writable_file(output_zip, "model zip")
     names, folds, post, checkpoint = resolve_choice(results_dir, configurations, folds, checkpoint)
     models = [load_model_folder(results_dir / n, folds, checkpoint, "cpu") for n in names]
     contract = inference_contract(models, post, checkpoint)
@@ -140,44 +142,6 @@ def export_model_zip(
 
 def _json_text(payload: Any) -> str:
     return json.dumps(payload, indent=2, sort_keys=True) + "\n"
-
-
-def _member_problem(info: zipfile.ZipInfo) -> str | None:
-    """Why a member may not be extracted (path traversal, absolute path, link), or None."""
-    name = info.filename
-    path = PurePosixPath(name.replace("\\", "/"))
-    if path.is_absolute() or name.startswith(("/", "\\")) or ":" in path.parts[0]:
-        return f"absolute path '{name}'"
-    if ".." in path.parts:
-        return f"path leaving the archive '{name}'"
-    if stat.S_ISLNK(info.external_attr >> 16):
-        return f"symbolic link '{name}'"
-    return None
-
-
-def safe_extract(zip_path: Path, target: Path) -> None:
-    """Extract every member under ``target``, refusing the zip if any member could escape.
-
-    Raises:
-        InvalidInputError: an unreadable zip, or unsafe members (each listed).
-    """
-    try:
-        archive = zipfile.ZipFile(zip_path)
-    except (zipfile.BadZipFile, OSError) as error:
-        raise InvalidInputError(f"{zip_path}: not a readable zip ({error})") from error
-    with archive:
-        infos = archive.infolist()
-        problems = [f"{zip_path}: refused: {p}" for i in infos if (p := _member_problem(i))]
-        if problems:
-            raise InvalidInputError(problems)
-        root = target.resolve()
-        for info in infos:
-            destination = (root / info.filename).resolve()
-            if root != destination and root not in destination.parents:
-                raise InvalidInputError(
-                    f"{zip_path}: refused: '{info.filename}' leaves the archive"
-                )
-            archive.extract(info, root)
 
 
 def load_model_zip(
@@ -197,15 +161,17 @@ def load_model_zip(
         contract_path = Path(tmp) / CONTRACT_NAME
         if not contract_path.is_file():
             raise InvalidInputError(f"{path}: no {CONTRACT_NAME} (not an autoseg model zip)")
-        contract = read_json(contract_path)
-        per = contract.get("per_configuration", {})
+        try:
+            contract = read_json(contract_path)
+        except ValueError as error:
+            raise InvalidInputError(f"{path}: {error}") from error
+        names = contract_configurations(contract, Path(tmp), path)
+        per = contract.get("per_configuration") or {}
         models = [
-            load_model_folder(Path(tmp) / name, per.get(name, {}).get("folds"),
+            load_model_folder(Path(tmp) / name, (per.get(name) or {}).get("folds"),
                               contract.get("checkpoint", "final"), device)
-            for name in contract.get("configurations", [])
+            for name in names
         ]  # fmt: skip
-    if not models:
-        raise InvalidInputError(f"{path}: the contract names no configuration")
     return models, dict(contract.get("postprocessing") or {})
 
 
@@ -225,7 +191,7 @@ def export_onnx_from_results(
     Returns:
         The ONNX and JSON paths.
     """
-    results_dir, output_onnx = Path(results_dir), Path(output_onnx)
+    results_dir, output_onnx = Path(results_dir), ensure_writable_file(output_onnx, "ONNX file")
     model = load_model_folder(results_dir / configuration, [fold_id(fold)], checkpoint, "cpu")
     contract = inference_contract([model], {}, checkpoint)
     contract.update(dataset=results_dir.name, onnx={"input": "image", "output": "logits"})

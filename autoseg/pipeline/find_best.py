@@ -24,6 +24,7 @@ from typing import Any
 from autoseg.data.atomic import read_json, write_json
 from autoseg.data.errors import InvalidInputError
 from autoseg.data.layout import RawDataset
+from autoseg.data.paths import ensure_writable_dir
 from autoseg.data.workspace import Workspace
 from autoseg.evaluation.summary import CaseResult, summarise
 from autoseg.inference.ensemble import ensemble_folders, probability_files
@@ -188,7 +189,7 @@ def find_best(
     Raises:
         InvalidInputError: no results, no splits, or no validated configuration.
     """
-    results = results_folder(workspace, dataset)
+    results = ensure_writable_dir(results_folder(workspace, dataset), "results folder")
     notes: list[str] = []
     names = list(configurations) if configurations else list_configurations(results)
     candidates = _candidates(workspace, results, names, convention, notes)

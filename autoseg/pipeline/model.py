@@ -23,6 +23,7 @@ from autoseg.data.layout import parse_dataset_json, resolve_dataset_dir
 from autoseg.data.workspace import Workspace
 from autoseg.inference.settings import InferenceSettings
 from autoseg.networks import build_network
+from autoseg.planning.device import check_device
 from autoseg.planning.plans import load_plans
 from autoseg.planning.preprocessing_entry import preprocessing_spec
 from autoseg.preprocessing.spec import PreprocessingSpec
@@ -70,8 +71,8 @@ class TrainedModel:
 
 
 def resolve_device(device: str) -> str:
-    """``auto`` picks CUDA, then Apple MPS, then the CPU; other names pass through."""
-    if device != "auto":
+    """``auto`` picks CUDA, then Apple MPS, then the CPU; other names must exist here."""
+    if check_device(device) != "auto":
         return device
     if torch.cuda.is_available():
         return "cuda"

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from autoseg.data.errors import InvalidInputError
 from autoseg.data.layout import RawDataset, resolve_dataset_dir
+from autoseg.data.paths import ensure_writable_dir
 from autoseg.data.verify import require_valid
 from autoseg.data.workspace import Workspace
 from autoseg.planning.planner import plan_dataset
@@ -61,11 +62,16 @@ def write_splits(raw: RawDataset, preprocessed: Path) -> Path:
     """Write ``splits.json`` once: 5 folds by subject (fewer when there are fewer cases)."""
     case_ids = [case.case_id for case in raw.training_cases()]
     folds = min(NUM_FOLDS, len(case_ids))
+    path = preprocessed / raw.name / "splits.json"
+    if folds < 2:
+        LOG.warning(
+            "%d training case: too few for cross-validation, so no %s; train on every case "
+            "with fold 'all' (autoseg_train %s CONFIG all)", len(case_ids), path, raw.name,
+        )  # fmt: skip
+        return path
     if folds < NUM_FOLDS:
         LOG.warning("only %d training cases: %d-fold cross-validation", len(case_ids), folds)
-    path = preprocessed / raw.name / "splits.json"
-    if folds >= 2:
-        load_or_create_splits(path, case_ids, num_folds=folds)
+    load_or_create_splits(path, case_ids, num_folds=folds)
     return path
 
 
@@ -98,6 +104,7 @@ def run_plan(workspace: Workspace, dataset: str, options: PlanOptions) -> PlanRe
             option names an unknown configuration or plans key.
     """
     root = resolve_dataset_dir(workspace.raw, dataset)
+    ensure_writable_dir(workspace.preprocessed / root.name, "preprocessed folder")
     require_valid(root, num_processes=options.num_processes, progress=options.progress)
     raw = RawDataset.open(root)
     plans = plan_dataset(

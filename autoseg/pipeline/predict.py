@@ -19,6 +19,7 @@ from typing import Any
 
 from autoseg.data.errors import InvalidInputError
 from autoseg.data.io import file_ending
+from autoseg.data.paths import ensure_writable_dir
 from autoseg.data.workspace import Workspace
 from autoseg.inference.ensemble import ensemble_folders
 from autoseg.inference.inputs import InputCase, discover_cases, verify_inputs
@@ -26,7 +27,13 @@ from autoseg.inference.outputs import case_outputs, select_pending
 from autoseg.inference.predictor import predict_folder, select_part
 from autoseg.inference.uncertainty import MemberGroup, predict_folder_with_uncertainty
 from autoseg.pipeline.export import load_model_zip
-from autoseg.pipeline.model import TrainedModel, load_model_folder, resolve_choice, results_folder
+from autoseg.pipeline.model import (
+    TrainedModel,
+    load_model_folder,
+    resolve_choice,
+    resolve_device,
+    results_folder,
+)
 
 SOURCES = ("png-slices", "npy")
 
@@ -77,6 +84,20 @@ def convert_inputs(
         for path in sorted(folder.glob("*")) if folder.is_dir() else []:
             os.symlink(path.resolve(), inputs / path.name)
     return inputs
+
+
+def _option_problems(step: float | None, num_parts: int, part_id: int) -> list[str]:
+    """Flags out of range, found before any model is loaded (bad usage, exit 2)."""
+    problems = []
+    if step is not None and not 0 < step <= 1:
+        problems.append(f"--step {step}: must lie in (0, 1] (a fraction of the patch)")
+    if num_parts < 1:
+        problems.append(f"--num-parts {num_parts}: must be at least 1")
+    elif not 0 <= part_id < num_parts:
+        problems.append(
+            f"--part-id {part_id}: must lie in 0..{num_parts - 1} (--num-parts {num_parts})"
+        )
+    return problems
 
 
 def _check_models(models: Sequence[TrainedModel]) -> None:
@@ -220,6 +241,11 @@ def predict(
         InvalidInputError: no model, bad inputs, or finished outputs without
             overwrite/resume.
     """
+    problems = _option_problems(step, num_parts, part_id)
+    if problems:
+        raise InvalidInputError(problems)
+    resolve_device(device)
+    ensure_writable_dir(output_dir, "output folder")
     models, post = load_models(workspace, dataset, configurations, folds, checkpoint, device,
                                model_zip)  # fmt: skip
     _check_models(models)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from autoseg.data.atomic import atomic_path
 from autoseg.data.errors import InvalidInputError
+from autoseg.data.paths import ensure_writable_file
 from autoseg.training.trainer import EXIT_INTERRUPTED
 
 TEMPLATE = """#!/bin/bash
@@ -94,7 +95,7 @@ def write_slurm_script(
     """
     if not folds:
         raise InvalidInputError("autoseg_slurm: give at least one fold (--folds 0 1 2 3 4)")
-    output_path = Path(output_path)
+    output_path = ensure_writable_file(output_path, "sbatch script")
     extra = list(extra_args) + (["--num-gpus", str(gpus)] if gpus > 1 else [])
     text = TEMPLATE.format(
         job_name=shlex.quote(f"{dataset}_{configuration}"),

@@ -22,8 +22,11 @@ import torch
 from autoseg.data.atomic import is_temporary
 from autoseg.data.errors import InvalidInputError
 from autoseg.data.layout import resolve_dataset_dir
+from autoseg.data.paths import ensure_writable_dir
 from autoseg.data.workspace import Workspace
 from autoseg.networks import build_network
+from autoseg.planning.device import check_device
+from autoseg.planning.feasibility import check_trainable
 from autoseg.planning.plans import Plans, load_plans, write_plans
 from autoseg.training import callbacks as cb
 from autoseg.training.batches import LoaderBatches, PatchGrowth
@@ -48,6 +51,7 @@ from autoseg.training.tracking import build_tracker
 from autoseg.training.trainer import Trainer, TrainSettings
 
 BUDGET_EPOCH_CAP = 1000  # the most epochs a --max-minutes run may fit into its budget
+NUM_FOLDS, MIN_FOLDS = 5, 2
 
 
 @dataclass(frozen=True)
@@ -97,10 +101,18 @@ class TrainOptions:
     progress: bool = True
     distributed: DistContext = SINGLE
 
+    def __post_init__(self) -> None:
+        check_device(self.device)
+        # 0 would silently fall back to the plans' value, -1 "finish" an untrained network.
+        for flag, value in (("--epochs", self.epochs),
+                            ("--iters-per-epoch", self.iterations_per_epoch)):  # fmt: skip
+            if value is not None and (isinstance(value, bool) or value < 1):
+                raise InvalidInputError(f"{flag}: must be a positive integer, got {value}")
+
 
 def resolve_device(name: str) -> torch.device:
-    """``auto`` picks CUDA, then Apple MPS, then the CPU."""
-    if name != "auto":
+    """``auto`` picks CUDA, then Apple MPS, then the CPU; other names must exist here."""
+    if check_device(name) != "auto":
         return torch.device(name)
     if torch.cuda.is_available():
         return torch.device("cuda")
@@ -141,11 +153,31 @@ def load_fold(workspace: Workspace, dataset: str, configuration: str, fold: int 
     folder = dataset_folder(workspace.preprocessed, dataset)
     plans = load_plans(folder / "plans.json")
     config = plans.configuration(configuration)
+    check_trainable(plans, configuration, folder / "plans.json")
     cache = folder / config["data_id"]
     case_ids = cached_case_ids(cache)
-    splits = load_or_create_splits(folder / "splits.json", case_ids)
-    train_ids, val_ids = cases_of_fold(splits, fold)
+    train_ids, val_ids = fold_cases(folder / "splits.json", case_ids, fold, configuration)
     return FoldData(folder.name, plans, configuration, config, cache, train_ids, val_ids)
+
+
+def fold_cases(
+    splits_path: Path, case_ids: list[str], fold: int | str, configuration: str
+) -> tuple[list[str], list[str]]:
+    """Training and validation cases of ``fold``, writing splits.json once when missing.
+
+    Fold ``all`` needs no splits (every cached case, no validation), so a dataset too small
+    for cross-validation still trains; a numbered fold on one says to train ``all``.
+    """
+    if fold == "all" and not splits_path.is_file():
+        return list(case_ids), []
+    if not splits_path.is_file() and len(case_ids) < MIN_FOLDS:
+        raise InvalidInputError(
+            f"{splits_path}: {len(case_ids)} training case(s) cannot make cross-validation "
+            f"folds (need >= {MIN_FOLDS}); train on every case instead: autoseg_train "
+            f"{splits_path.parent.name} {configuration} all"
+        )
+    folds = min(NUM_FOLDS, len(case_ids))
+    return cases_of_fold(load_or_create_splits(splits_path, case_ids, num_folds=folds), fold)
 
 
 def result_folder(workspace: Workspace, data: FoldData, fold: int | str) -> Path:
@@ -300,12 +332,14 @@ def build_trainer(
 ) -> Trainer:
     """Every part of a fold's training, built from the plans and the options."""
     training = data.config["training"]
-    epochs = int(options.epochs or training.get("epochs", 1000))
+    epochs = options.epochs if options.epochs is not None else int(training.get("epochs", 1000))
     if options.max_minutes is not None and options.epochs is None:
         # A time budget sets the length: TimeBudget fits the epochs to it after the first
         # one, so a longer budget trains longer instead of stopping at the plans' epochs.
         epochs = max(epochs, BUDGET_EPOCH_CAP)
-    iterations = int(options.iterations_per_epoch or training.get("iterations_per_epoch", 250))
+    iterations = options.iterations_per_epoch
+    if iterations is None:
+        iterations = int(training.get("iterations_per_epoch", 250))
     device = init_distributed(options.distributed, resolve_device(options.device))
     network = build_model(data, options, device)
     loss, optimizer, schedule = build_optimisation(data, network, options, epochs)
@@ -350,8 +384,9 @@ def train_fold(
             checkpoint from other plans, an existing run without --continue/--overwrite.
         TrainingInterrupted: a signal arrived; ``checkpoint_latest.pt`` was written.
     """
+    ensure_writable_dir(workspace.results, "results folder")
     data = load_fold(workspace, dataset_name, configuration, fold)
-    folder = result_folder(workspace, data, fold)
+    folder = ensure_writable_dir(result_folder(workspace, data, fold), "fold folder")
     if options.distributed.is_main:
         prepare_results(workspace, data, fold)
     resume = check_fold_folder(folder, options)

@@ -7,7 +7,6 @@ interrupted run resumes, and aggregates them into ``fingerprint.json``.
 
 from __future__ import annotations
 
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,7 @@ from autoseg.data.errors import InvalidInputError
 from autoseg.data.io import read_meta, read_volume
 from autoseg.data.layout import RawDataset
 from autoseg.data.records import Case
-from autoseg.data.resources import WORKER_BASE_BYTES, default_workers
+from autoseg.data.resources import WORKER_BASE_BYTES, default_workers, worker_pool
 from autoseg.planning.aggregate import aggregate_cases
 
 FINGERPRINT_VERSION = 1
@@ -89,7 +88,7 @@ def _run_cases(
             results.append(fingerprint_case(*job))
             bar.update()
     else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        with worker_pool(workers) as pool:
             for result in pool.map(fingerprint_case, *zip(*jobs, strict=True)):
                 results.append(result)
                 bar.update()

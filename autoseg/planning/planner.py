@@ -9,15 +9,15 @@ from __future__ import annotations
 import math
 import multiprocessing
 import sys
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from autoseg.data.layout import RawDataset, resolve_dataset_dir
-from autoseg.data.resources import usable_cores
+from autoseg.data.resources import usable_cores, worker_pool
 from autoseg.data.workspace import Workspace
 from autoseg.planning import rules
 from autoseg.planning.device import Budget, resolve_budget
+from autoseg.planning.feasibility import reestimate_overrides
 from autoseg.planning.fingerprint import write_fingerprint
 from autoseg.planning.jsonutil import content_hash
 from autoseg.planning.plans import CONFIGURATIONS, Plans, apply_overrides, finalize, write_plans
@@ -238,7 +238,7 @@ def plan_configurations(fingerprint: dict[str, Any], budget: Budget) -> dict[str
     if workers < 2 or not sys.platform.startswith("linux"):
         return {name: plan_configuration(name, fingerprint, budget) for name in CONFIGURATIONS}
     context = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+    with worker_pool(workers, mp_context=context) as pool:
         futures = {
             n: pool.submit(plan_configuration, n, fingerprint, budget) for n in CONFIGURATIONS
         }
@@ -277,7 +277,8 @@ def plan_dataset(
         dataset: dataset name (``ATLAS``, ``Dataset012_Foo``, ``12``...).
         gpu_memory_gb: ``--gpu-memory-gb`` (plan for a card elsewhere).
         device: ``--device`` (cpu, cuda, mps); None detects.
-        overrides: ``--set key=value`` assignments, recorded in the plans.
+        overrides: ``--set key=value`` assignments, recorded in the plans; a changed
+            patch, batch or network is re-estimated and refused when it cannot run.
         num_processes: fingerprint workers (None: bounded by cores and RAM).
         progress: show progress bars.
 
@@ -289,7 +290,7 @@ def plan_dataset(
     fingerprint = write_fingerprint(raw, workspace.preprocessed, num_processes, progress)
     plans = plan_from_fingerprint(fingerprint, budget)
     if overrides:
-        plans = apply_overrides(plans, list(overrides))
+        plans = reestimate_overrides(apply_overrides(plans, list(overrides)), list(overrides))
     write_plans(plans_path(workspace.preprocessed, raw.name), plans)
     return plans
 

@@ -34,6 +34,7 @@ CONFIG_KEYS = {
     "augmentation": dict,
     "inference": dict,
 }
+POSITIVE_TRAINING_KEYS = ("epochs", "iterations_per_epoch", "validation_iterations")
 TOP_KEYS = {
     "schema_version": int,
     "plans_id": str,
@@ -127,6 +128,16 @@ def _configuration_problems(config: Any, where: str) -> list[str]:
         problems.append(f"{where}: 'network' must be {{'name': str, 'kwargs': {{...}}}}")
     if len(config["spacing_mm"]) != 3:
         problems.append(f"{where}: 'spacing_mm' must have 3 entries (z, y, x)")
+    return problems + _count_problems(config["training"], where)
+
+
+def _count_problems(training: dict[str, Any], where: str) -> list[str]:
+    """Run lengths must be positive: -1 epochs would 'finish' an untrained network."""
+    problems = []
+    for key in (k for k in POSITIVE_TRAINING_KEYS if k in training):
+        value = training[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            problems.append(f"{where}: 'training.{key}' must be a positive integer, got {value!r}")
     return problems
 
 
@@ -185,11 +196,17 @@ def parse_value(text: str) -> Any:
         return text
 
 
+def assignment_path(payload: dict[str, Any], key: str) -> list[str]:
+    """``3d_hybrid.batch_size`` -> ``["configurations", "3d_hybrid", "batch_size"]``."""
+    parts = key.split(".")
+    if parts[0] in payload["configurations"]:
+        parts = ["configurations", *parts]
+    return parts
+
+
 def _override_target(payload: dict[str, Any], key: str) -> tuple[list[str], str]:
     """Resolve ``3d_hybrid.batch_size`` -> path under the payload; ``configurations.`` optional."""
-    parts = key.split(".")
-    if parts[0] in payload.get("configurations", {}):
-        parts = ["configurations", *parts]
+    parts = assignment_path(payload, key)
     return parts[:-1], parts[-1]
 
 

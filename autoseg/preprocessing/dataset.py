@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 from collections.abc import Sequence
-from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from concurrent.futures import Future, as_completed
 from pathlib import Path
 
 from threadpoolctl import threadpool_limits
@@ -14,6 +14,7 @@ from autoseg.data.atomic import write_json
 from autoseg.data.errors import InvalidInputError
 from autoseg.data.layout import RawDataset
 from autoseg.data.records import Case
+from autoseg.data.resources import worker_pool
 from autoseg.preprocessing.cache import SPEC_FILE, is_finished, save_case
 from autoseg.preprocessing.case import preprocess_case
 from autoseg.preprocessing.spec import PreprocessingSpec
@@ -65,7 +66,7 @@ def _run_pool(
     # spawn: workers start clean (no forked BLAS/torch thread state), same on every OS.
     context = multiprocessing.get_context("spawn")
     threads = max(1, multiprocessing.cpu_count() // workers)
-    with ProcessPoolExecutor(workers, context, _limit_threads, (threads,)) as pool:
+    with worker_pool(workers, context, _limit_threads, (threads,)) as pool:
         futures: list[Future] = [
             pool.submit(preprocess_and_save, case, folder, spec) for case in cases
         ]

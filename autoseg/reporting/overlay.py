@@ -20,6 +20,7 @@ from matplotlib.figure import Figure
 
 from autoseg.data.errors import InvalidInputError
 from autoseg.data.io import read_volume
+from autoseg.data.paths import ensure_writable_file
 from autoseg.data.records import ImageMeta
 from autoseg.reporting.figures import save_figure
 from autoseg.reporting.lesions import component_labels
@@ -286,6 +287,7 @@ def draw_overlay(
     Raises:
         InvalidInputError: unreadable inputs, mismatched shapes, a slice out of range.
     """
+    ensure_writable_file(output_png, "overlay PNG")
     case = load_case(image_path, prediction_path, reference_path, uncertainty_path)
     depth = case.image.shape[0]
     if slice_index is not None and not 0 <= slice_index < depth:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import autoseg
 from autoseg.data.atomic import atomic_path
+from autoseg.data.paths import ensure_writable_file
 from autoseg.data.workspace import Workspace
 from autoseg.reporting.cases import cases_section
 from autoseg.reporting.collect import ReportInputs, case_dice, collect_inputs
@@ -78,13 +79,17 @@ def write_report(
     Raises:
         InvalidInputError: no fingerprint or plans yet, or an unreadable input.
     """
+    if output_path is not None:
+        ensure_writable_file(output_path, "report")
     inputs = collect_inputs(
         workspace,
         dataset_name,
         None if metrics_path is None else Path(metrics_path),
         *(None if p is None else Path(p) for p in (images_dir, predictions_dir, references_dir)),
     )
-    output = Path(output_path or workspace.results / inputs.dataset / "report.html")
+    output = ensure_writable_file(
+        output_path or workspace.results / inputs.dataset / "report.html", "report"
+    )
     text = render_report(inputs, max_cases)
     with atomic_path(output) as temp:
         temp.write_text(text, encoding="utf-8")

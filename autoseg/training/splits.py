@@ -89,5 +89,8 @@ def cases_of_fold(splits: list[dict], fold: int | str) -> tuple[list[str], list[
         return everything, []
     index = int(fold)
     if not 0 <= index < len(splits):
-        raise InvalidInputError(f"fold {fold} does not exist (splits have {len(splits)} folds)")
+        raise InvalidInputError(
+            f"fold {fold} does not exist (splits have {len(splits)} folds: "
+            f"0..{len(splits) - 1}, or 'all' to train on every case)"
+        )
     return list(splits[index]["train"]), list(splits[index]["val"])

@@ -16,7 +16,7 @@ from autoseg.data.convert.png_slices import slice_sort_key
 from autoseg.data.errors import InvalidInputError
 from tests.data.convert_helpers import png, png_patient
 
-NUMBERS = [10, 1, 2, 9, 3]
+NUMBERS = [10, 8, 12, 9, 11]  # text order would put 10-12 before 8
 
 
 def _volume(path: Path) -> np.ndarray:
@@ -52,10 +52,10 @@ def test_stacks_slices_in_numeric_order(tmp_path: Path, arrangement: str) -> Non
     assert summary.training_cases == 2
     image = _volume(dest / "imagesTr" / "p2_0000.nii.gz")
     assert image.shape == (5, 6, 8)
-    assert image[:, 0, 0].tolist() == [1, 2, 3, 9, 10]
+    assert image[:, 0, 0].tolist() == [8, 9, 10, 11, 12]
     label = _volume(dest / "labelsTr" / "p2.nii.gz")
     assert label.dtype == np.uint8
-    assert label[:, 3, 4].tolist() == [1, 0, 1, 1, 0]  # 255 on odd slices -> 1
+    assert label[:, 3, 4].tolist() == [0, 1, 0, 1, 0]  # 255 on odd slices -> 1
     assert summary.binarised_masks == 2
 
 

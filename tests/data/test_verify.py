@@ -241,7 +241,8 @@ def test_channel_shape_and_label_geometry_mismatch(dataset_factory: Callable[...
     images, labels = root / "imagesTr", root / "labelsTr"
     meta = tiny_meta()
     small = tiny_meta(shape_zyx=(8, 12, 9))
-    write_volume(images / "case000_0001.nii.gz", np.zeros(small.shape, np.float32), small)
+    signal = np.arange(np.prod(small.shape), dtype=np.float32).reshape(small.shape)
+    write_volume(images / "case000_0001.nii.gz", signal, small)
     write_volume(labels / "case001.nii.gz", np.ones(small.shape, np.uint8), small)
     write_volume(labels / "case002.nii.gz", np.ones(meta.shape, np.uint8), shifted(meta, 0.5))
     report = run(root)
@@ -315,11 +316,11 @@ def test_test_images_are_checked(dataset_factory: Callable[..., Path]) -> None:
     root = dataset_factory(cases=1, channels=2)
     tests = root / "imagesTs"
     meta, small = tiny_meta(), tiny_meta(shape_zyx=(4, 12, 10))
-    good = np.ones(meta.shape, np.float32)
+    good = np.random.default_rng(0).normal(size=meta.shape).astype(np.float32)
     for channel in range(2):
         write_volume(tests / f"ok_{channel:04d}.nii.gz", good, meta)
     write_volume(tests / "bad_0000.nii.gz", np.full(meta.shape, np.inf, np.float32), meta)
-    write_volume(tests / "bad_0001.nii.gz", np.ones(small.shape, np.float32), small)
+    write_volume(tests / "bad_0001.nii.gz", good[:4], small)
     write_volume(tests / "lonely_0000.nii.gz", good, meta)
     report = run(root)
     assert report.num_test == 3

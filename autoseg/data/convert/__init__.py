@@ -19,6 +19,7 @@ from autoseg.data.convert.cases import ConversionPlan, ConversionSummary
 from autoseg.data.convert.png_slices import DEFAULT_SPACING_MM
 from autoseg.data.convert.writing import default_processes, write_plan
 from autoseg.data.errors import InvalidInputError
+from autoseg.data.paths import ensure_writable_dir
 
 __all__ = [
     "CONVERTERS",
@@ -138,4 +139,8 @@ def convert(
     problems = _option_problems(kind, options)
     if problems:
         raise InvalidInputError(problems)
-    return CONVERTERS[kind](Path(src), Path(dataset_dir), options)
+    dataset_dir = Path(dataset_dir)
+    # A linked dataset (nnunet) may point at read-only storage: the link's folder is written.
+    writable = dataset_dir.parent if dataset_dir.is_symlink() else dataset_dir
+    ensure_writable_dir(writable, "raw dataset folder")
+    return CONVERTERS[kind](Path(src), dataset_dir, options)

@@ -11,8 +11,10 @@ test cases (their masks, if any, are ignored). ``image``/``images`` and
 ``mask``/``masks``/``label``/``labels`` are accepted, in any case. Slices are stacked
 along Z in numeric order of the numbers in their names (``2`` before ``10``;
 ``slice_012.png`` is slice 12); masks pair with images slice by slice in that order.
+The numbering must be unbroken (in its own step) and a slice folder must hold PNGs only:
+a missing or skipped slice would shift the z geometry of every slice above it.
 Masks become ``> 0 -> 1``; 16-bit PNGs keep their values; RGB(A) PNGs whose colour
-channels are all equal are read as grey.
+channels are all equal are read as grey, others are refused before anything is written.
 
 Geometry: PNGs carry none, so the spacing comes from the caller (default
 :data:`DEFAULT_SPACING_MM`) and the orientation is a stated convention: columns run to
@@ -26,6 +28,7 @@ dataset without any masks is converted as test cases only (imagesTs).
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
 from dataclasses import dataclass
@@ -52,6 +55,10 @@ MASK_FOLDERS = ("masks", "mask", "labels", "label")
 TRAIN_FOLDERS = ("training", "train")
 TEST_FOLDERS = ("testing", "test")
 NUMBER = re.compile(r"\d+")
+# Files that image viewers leave in folders; they are not slices and not a user's mistake.
+IGNORED_FILES = ("thumbs.db", "desktop.ini")
+# Modes whose pixels are grey by construction; any other mode is read to compare channels.
+GREY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")
 
 
 def slice_sort_key(path: Path) -> tuple[int, ...]:
@@ -60,9 +67,21 @@ def slice_sort_key(path: Path) -> tuple[int, ...]:
 
 
 def sorted_slices(folder: Path) -> tuple[list[Path], list[str]]:
-    """The PNG slices of a folder in numeric order, and problems with their names."""
-    files = [p for p in folder.iterdir() if p.suffix.lower() == ".png" and p.name[0] != "."]
-    problems = [f"{p}: no slice number in the name" for p in files if not slice_sort_key(p)]
+    """The PNG slices of a folder in numeric order, and problems with their names.
+
+    Anything else in the folder is a problem, not skipped: a ``.jpg`` slice left out would
+    give the volume one slice less and the wrong z geometry, and verification could not
+    tell afterwards.
+    """
+    entries = [
+        p for p in folder.iterdir() if p.name[0] != "." and p.name.lower() not in IGNORED_FILES
+    ]
+    files = [p for p in entries if p.suffix.lower() == ".png" and p.is_file()]
+    problems = [
+        f"{p}: not a PNG slice (a slice folder holds .png files only)"
+        for p in sorted(set(entries) - set(files))
+    ]
+    problems += [f"{p}: no slice number in the name" for p in files if not slice_sort_key(p)]
     files = sorted(files, key=lambda p: (slice_sort_key(p), p.name))
     keys = [slice_sort_key(p) for p in files]
     problems += [
@@ -71,6 +90,54 @@ def sorted_slices(folder: Path) -> tuple[list[Path], list[str]]:
         if keys[i] and keys[i] == keys[i - 1]
     ]
     return files, problems
+
+
+def slice_numbers(files: list[Path]) -> list[int]:
+    """The slice number of each file: the number in the names that changes from file to file
+    (``p3_slice12.png``: 12), the last one when names differ in how many they hold."""
+    keys = [key for key in map(slice_sort_key, files) if key]
+    if not keys:
+        return []
+    index = -1
+    if len({len(key) for key in keys}) == 1:
+        varying = [i for i in range(len(keys[0])) if len({key[i] for key in keys}) > 1]
+        index = varying[-1] if varying else -1
+    return [key[index] for key in keys]
+
+
+def gap_problem(folder: Path, patient: str, files: list[Path]) -> str | None:
+    """A line naming the missing slice numbers, or None when the numbering is unbroken.
+
+    Slices count in ones unless 3+ of them share one larger step (``0, 5, 10`` is whole);
+    a missing slice would shift every slice above it by one thickness.
+    """
+    numbers = sorted(set(slice_numbers(files)))
+    if len(numbers) < 2:
+        return None
+    steps = {b - a for a, b in itertools.pairwise(numbers)}
+    # A constant step over 3+ slices (0, 5, 10) is a numbering of its own; else steps of 1.
+    step = steps.pop() if len(steps) == 1 and len(numbers) > 2 else 1
+    present = set(numbers)
+    missing = [n for n in range(numbers[0], numbers[-1] + 1, step) if n not in present]
+    if not missing:
+        return None
+    return (
+        f"{folder}: slices of '{patient}' are not numbered without gaps: "
+        f"{_number_ranges(missing, step)} missing between {numbers[0]} and {numbers[-1]}"
+    )
+
+
+def _number_ranges(numbers: list[int], step: int) -> str:
+    """``[4, 5, 6, 9]`` -> ``"4-6, 9"`` (at most ten runs, then a count)."""
+    runs: list[list[int]] = []
+    for number in numbers:
+        if runs and number - runs[-1][-1] == step:
+            runs[-1].append(number)
+        else:
+            runs.append([number])
+    text = [f"{r[0]}-{r[-1]}" if len(r) > 1 else str(r[0]) for r in runs[:10]]
+    more = [f"{len(runs) - 10} more runs"] if len(runs) > 10 else []
+    return ", ".join(text + more)
 
 
 def read_grey(path: Path) -> np.ndarray:
@@ -165,16 +232,26 @@ def find_patients(src: Path) -> tuple[dict[str, tuple[Path | None, Path | None]]
 
 
 def _png_size(path: Path) -> tuple[int, int] | str:
-    """``(width, height)`` from the PNG header, or a problem line."""
+    """``(width, height)`` from the PNG header, or a problem line.
+
+    A colour-mode slice is decoded here to compare its channels, so a colour mask is
+    refused in the check, before any case is written (not half-way through writing).
+    """
     try:
         with Image.open(path) as image:
-            return image.size
+            size, mode = image.size, image.mode
     except OSError as error:
         return f"{path}: unreadable PNG ({error})"
+    if mode not in GREY_MODES:
+        try:
+            read_grey(path)
+        except InvalidInputError as error:
+            return error.problems[0]
+    return size
 
 
 def _size_problems(files: list[Path]) -> list[str]:
-    """Slices whose size differs from the first slice's (checked from headers only)."""
+    """Unreadable or colour slices, and slices whose size differs from the first slice's."""
     sizes = [_png_size(path) for path in files]
     problems = [size for size in sizes if isinstance(size, str)]
     valid = [(p, s) for p, s in zip(files, sizes, strict=True) if not isinstance(s, str)]
@@ -198,12 +275,13 @@ def _patient_slices(
     images, problems = sorted_slices(image_dir)
     if not images:
         problems.append(f"{image_dir}: no PNG slices")
+    problems += [p for p in [gap_problem(image_dir, name, images)] if p]
     if mask_dir is None:
         if masks_expected:
             problems.append(f"{image_dir}: image folder of '{name}' without its mask folder")
         return (images, None), problems + _size_problems(images)
     masks, mask_problems = sorted_slices(mask_dir)
-    problems += mask_problems
+    problems += mask_problems + [p for p in [gap_problem(mask_dir, name, masks)] if p]
     if len(masks) != len(images):
         problems.append(f"{mask_dir}: {len(masks)} mask slices but {len(images)} image slices")
     return (images, masks), problems + _size_problems(images + masks)

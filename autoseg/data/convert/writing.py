@@ -13,7 +13,7 @@ import gzip
 import logging
 import shutil
 from collections.abc import Iterable, Iterator
-from concurrent.futures import FIRST_EXCEPTION, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_EXCEPTION, Future, wait
 from pathlib import Path
 
 import nibabel as nib
@@ -35,7 +35,7 @@ from autoseg.data.convert.cases import (
 from autoseg.data.errors import InvalidInputError
 from autoseg.data.io import write_label, write_volume
 from autoseg.data.layout import DatasetJson, write_dataset_json
-from autoseg.data.resources import default_workers
+from autoseg.data.resources import default_workers, worker_pool
 
 logger = logging.getLogger(__name__)
 
@@ -139,7 +139,7 @@ def _run_parallel(
     tasks: list[CaseTask], dataset_dir: Path, overwrite: bool, processes: int
 ) -> Iterator[CaseResult]:
     """Run cases on worker processes; the first failure cancels the cases not yet started."""
-    with ProcessPoolExecutor(max_workers=processes) as pool:
+    with worker_pool(processes) as pool:
         pending: set[Future] = {
             pool.submit(_convert_case_named, task, dataset_dir, overwrite) for task in tasks
         }
