@@ -147,6 +147,13 @@ def convert_parser() -> argparse.ArgumentParser:
         help=f"voxel size in mm for png-slices (default {list(DEFAULT_SPACING_MM)}) and npy "
         "arrays without a JSON sidecar",
     )
+    parser.add_argument(
+        "--channels",
+        nargs="+",
+        metavar="CHANNEL",
+        help="isles22: channels in this order, of dwi, adc, flair (default dwi adc); "
+        "FLAIR is resampled onto the DWI grid",
+    )
     parser.add_argument("--copy", action="store_true", help="nnunet: copy instead of link")
     parser.add_argument(
         "-np", "--num-processes", type=int, help="worker processes (default min(2, CPUs))"
@@ -169,6 +176,7 @@ def _convert(args: argparse.Namespace) -> int:
         copy=args.copy,
         num_processes=args.num_processes,
         overwrite=args.overwrite,
+        channels=args.channels,
     )
     print("\n".join(summary.lines()))
     return EXIT_OK
