@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 from autoseg.data.atomic import is_temporary
 from autoseg.data.errors import InvalidInputError
 from autoseg.data.io import VOLUME_ENDINGS, read_meta
+from autoseg.data.prediction_files import PROBABILITIES_ENDING
 from autoseg.data.records import ImageMeta
 from autoseg.inference.outputs import (
     case_outputs,
@@ -73,8 +74,8 @@ def probability_files(folder: Path) -> dict[str, Path]:
     if not folder.is_dir():
         raise InvalidInputError(f"{folder}: prediction folder not found")
     return {
-        p.name[: -len(".npz")]: p
-        for p in sorted(folder.glob("*.npz"))
+        p.name[: -len(PROBABILITIES_ENDING)]: p
+        for p in sorted(folder.glob(f"*{PROBABILITIES_ENDING}"))
         if p.is_file() and not is_temporary(p)
     }
 

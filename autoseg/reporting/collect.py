@@ -19,11 +19,9 @@ from autoseg.data.atomic import is_temporary, read_json
 from autoseg.data.errors import InvalidInputError
 from autoseg.data.io import VOLUME_ENDINGS, file_ending, strip_ending
 from autoseg.data.layout import resolve_dataset_dir
+from autoseg.data.prediction_files import DISAGREEMENT_SUFFIX, LESIONS_SUFFIX, UNCERTAINTY_SUFFIX
 from autoseg.data.workspace import Workspace
 
-UNCERTAINTY_SUFFIX = "_uncertainty"
-DISAGREEMENT_SUFFIX = "_disagreement"
-LESIONS_SUFFIX = "_lesions.json"
 FIRST_CHANNEL_SUFFIX = "_0000"
 
 TrainingLog = list[dict[str, float]]
