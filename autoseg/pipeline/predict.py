@@ -26,7 +26,14 @@ from autoseg.inference.outputs import case_outputs, select_pending
 from autoseg.inference.predictor import predict_folder, select_part
 from autoseg.inference.uncertainty import MemberGroup, predict_folder_with_uncertainty
 from autoseg.pipeline.export import load_model_zip
-from autoseg.pipeline.model import TrainedModel, load_model_folder, resolve_choice, results_folder
+from autoseg.pipeline.model import (
+    TrainedModel,
+    calibrated,
+    calibration_temperatures,
+    load_model_folder,
+    resolve_choice,
+    results_folder,
+)
 
 SOURCES = ("png-slices", "npy")
 
@@ -39,10 +46,12 @@ def load_models(
     checkpoint: str | None,
     device: str,
     model_zip: str | os.PathLike | None,
+    calibrate: bool = True,
 ) -> tuple[list[TrainedModel], dict[str, Any]]:
-    """The models to run and the postprocessing of their ensemble."""
+    """The models to run (calibrated with find_best's temperatures unless ``calibrate``
+    is False) and the postprocessing of their ensemble."""
     if model_zip is not None:
-        models, post = load_model_zip(model_zip, device)
+        models, post = load_model_zip(model_zip, device, calibrate)
         if configurations is not None:
             models = [m for m in models if m.configuration in set(configurations)]
             post = {}
@@ -54,7 +63,8 @@ def load_models(
     results = results_folder(workspace, dataset)
     names, folds, post, checkpoint = resolve_choice(results, configurations, folds, checkpoint)
     models = [load_model_folder(results / name, folds, checkpoint, device) for name in names]
-    return models, post
+    temperatures = calibration_temperatures(results) if calibrate else {}
+    return [calibrated(m, temperatures.get(m.configuration, 1.0)) for m in models], post
 
 
 def convert_inputs(
