@@ -7,7 +7,8 @@ that outputs of ``raw/<NAME>/imagesTs`` can be named by subject and session agai
 derivatives), and so that sidecars can point at the real source files.
 
 ``{"format_version": 1, "cases": {"<case>": {"split": "imagesTr", "entities": {...},
-"bids_root": "/abs/rawdata", "files": {"DWI": "sub-X/ses-Y/dwi/..."}, "mask": "..."}}}``
+"bids_root": "/abs/rawdata", "files": [["DWI", "sub-X/ses-Y/dwi/..."], ...], "mask": ...}}}``
+(``files`` is a list of pairs so that it keeps the channel order in key-sorted JSON).
 """
 
 from __future__ import annotations
@@ -45,14 +46,16 @@ class CaseSource:
     mask: str | None = None
 
     def to_json(self) -> dict[str, Any]:
+        files = [list(pair) for pair in self.files.items()]
         return {"entities": self.entities, "split": self.split, "bids_root": self.bids_root,
-                "files": self.files, "mask": self.mask}  # fmt: skip
+                "files": files, "mask": self.mask}  # fmt: skip
 
     @classmethod
     def from_json(cls, case_id: str, payload: dict[str, Any]) -> CaseSource:
         return cls(case_id, {str(k): str(v) for k, v in payload["entities"].items()},
                    payload.get("split", "imagesTs"), payload.get("bids_root", ""),
-                   dict(payload.get("files", {})), payload.get("mask"))  # fmt: skip
+                   {str(k): str(v) for k, v in payload.get("files", [])},
+                   payload.get("mask"))  # fmt: skip
 
     @property
     def source_paths(self) -> list[Path]:
