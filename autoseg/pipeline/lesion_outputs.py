@@ -62,6 +62,13 @@ def _identity(case: LesionCase, source: CaseSource, image: Path | None) -> Lesio
                       source.entities.get("space"))  # fmt: skip
 
 
+def identified(
+    cases: Sequence[LesionCase], sources: Mapping[str, CaseSource], images: Mapping[str, Path]
+) -> list[LesionCase]:
+    """The cases with their subject/session and brain image filled in."""
+    return [_identity(c, sources[c.case], images.get(c.case)) for c in cases]
+
+
 def measured_cases(
     folder: Path,
     inputs: Mapping[str, Sequence[Path]],
@@ -102,8 +109,9 @@ def write_lesion_outputs(
     model: dict[str, Any] | None = None,
     prefix: str = "",
 ) -> None:
-    """Measure the cases, write the tables beside ``folder`` and, with ``bids_out``, the
-    derivative dataset (masks, probabilities, sidecars, description, tables)."""
+    """Measure the cases, write ``<prefix>lesions.tsv`` / ``<prefix>cases.tsv`` into
+    ``folder`` and, with ``bids_out``, the derivative dataset (masks, probabilities,
+    sidecars, description, and the same tables at its root)."""
     connectivity = get_convention(options.convention or "isles22").connectivity_3d
     measured = lesion_tables(folder, cases, connectivity, options.atlas, prefix)
     if options.bids_out is None:
