@@ -141,8 +141,13 @@ def load_fold(workspace: Workspace, dataset: str, configuration: str, fold: int 
     config = plans.configuration(configuration)
     cache = folder / config["data_id"]
     case_ids = cached_case_ids(cache)
-    splits = load_or_create_splits(folder / "splits.json", case_ids)
-    train_ids, val_ids = cases_of_fold(splits, fold)
+    if fold == "all" and not (folder / "splits.json").is_file():
+        # Fold 'all' needs no split; a dataset too small for folds (one labelled case
+        # of a public sample) can still train on everything.
+        train_ids, val_ids = sorted(case_ids), []
+    else:
+        splits = load_or_create_splits(folder / "splits.json", case_ids)
+        train_ids, val_ids = cases_of_fold(splits, fold)
     return FoldData(folder.name, plans, configuration, config, cache, train_ids, val_ids)
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from autoseg.data.convert import convert
 from autoseg.data.workspace import Workspace
 from autoseg.planning.plans import finalize, write_plans
-from tests.data.test_convert_isles22 import release_tree
+from tests.data.convert_helpers import release_tree
 from tests.pipeline.model_helpers import AFFINE_NETWORK, configuration_entry, write_fold
 
 DATASET, CONFIG = "ISLES", "affine"

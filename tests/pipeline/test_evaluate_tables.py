@@ -12,7 +12,7 @@ from autoseg.cli import EXIT_INVALID, EXIT_OK, evaluate_main
 from autoseg.data.bids import derivative_problems
 from autoseg.data.convert import convert
 from autoseg.inference.bids import BASE_PROVENANCE
-from tests.data.test_convert_isles22 import release_tree
+from tests.data.convert_helpers import release_tree
 
 
 def read_tsv(path: Path) -> list[dict[str, str]]:
