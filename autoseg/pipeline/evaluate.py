@@ -12,6 +12,7 @@ the ``imagesTr``/``imagesTs`` beside a raw ``labelsTr``/``labelsTs``.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -92,9 +93,7 @@ def evaluate(
     summary = evaluate_folders(reference_dir, prediction_dir, output_json, labels=labels,
                                convention=convention, num_processes=num_processes,
                                overwrite=overwrite)  # fmt: skip
-    outputs = LesionOutputs(None if outputs is None else outputs.bids_out, convention,
-                            None if outputs is None else outputs.atlas,
-                            "" if outputs is None else outputs.command_line)  # fmt: skip
+    outputs = dataclasses.replace(outputs or LesionOutputs(), convention=convention)
     if not write_tables and outputs.bids_out is None:
         return summary
     pairs = pair_cases(reference_dir, prediction_dir)
