@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shlex
 import sys
 import traceback
 from collections.abc import Callable, Mapping, Sequence
@@ -67,6 +68,8 @@ def _parse_and_run(
     argv: Sequence[str] | None,
 ) -> int:
     args = parser.parse_args(argv)
+    # The command as typed, for provenance records (library code never reads sys.argv).
+    args.command_line = shlex.join([parser.prog, *(sys.argv[1:] if argv is None else argv)])
     if hasattr(args, "home"):
         args.workspace = workspace_from(args, os.environ)
     return run(command, args)
@@ -162,6 +165,13 @@ def convert_parser() -> argparse.ArgumentParser:
         help=f"voxel size in mm for png-slices (default {list(DEFAULT_SPACING_MM)}) and npy "
         "arrays without a JSON sidecar",
     )
+    parser.add_argument(
+        "--channels",
+        nargs="+",
+        metavar="CHANNEL",
+        help="isles22: channels in this order, of dwi, adc, flair (default dwi adc); "
+        "FLAIR is resampled onto the DWI grid",
+    )
     parser.add_argument("--copy", action="store_true", help="nnunet: copy instead of link")
     parser.add_argument(
         "-np", "--num-processes", type=int, help="worker processes (default min(2, CPUs))"
@@ -184,6 +194,7 @@ def _convert(args: argparse.Namespace) -> int:
         copy=args.copy,
         num_processes=args.num_processes,
         overwrite=args.overwrite,
+        channels=args.channels,
     )
     print("\n".join(summary.lines()))
     return EXIT_OK
@@ -525,8 +536,9 @@ def predict_parser() -> argparse.ArgumentParser:
     parser.add_argument("--part-id", type=int, default=0, help="which part this process does")
     parser.add_argument(
         "--source",
-        choices=("png-slices", "npy"),
-        help="inputs in a converter's layout instead of NIfTI/MHA files",
+        choices=("png-slices", "npy", "isles22"),
+        help="inputs in a converter's layout instead of NIfTI/MHA files (isles22: a BIDS "
+        "tree, channels as the model was trained)",
     )
     parser.add_argument(
         "--spacing",
@@ -535,9 +547,47 @@ def predict_parser() -> argparse.ArgumentParser:
         metavar=("Z", "Y", "X"),
         help="voxel size for --source inputs without one",
     )
+    add_lesion_flags(parser)
+    parser.add_argument(
+        "--convention",
+        choices=("isles22", "atlas"),
+        help="lesion rules of the tables: isles22 (26-connected) or atlas (6); default "
+        "find_best's, else isles22",
+    )
+    parser.add_argument(
+        "--no-calibration", action="store_true", help="ignore find_best's temperatures"
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_workspace_flags(parser)
     return parser
+
+
+def add_lesion_flags(parser: argparse.ArgumentParser) -> None:
+    """``--bids-out``, ``--atlas``, ``--atlas-names``: shared by predict and evaluate."""
+    parser.add_argument(
+        "--bids-out",
+        type=Path,
+        metavar="DIR",
+        help="also write a BIDS derivative dataset (sub-X/ses-Y/anat/..._desc-lesion_mask, "
+        "sidecars, lesions.tsv, cases.tsv)",
+    )
+    parser.add_argument(
+        "--atlas", type=Path, metavar="LABELS", help="label atlas in the images' space"
+    )
+    parser.add_argument(
+        "--atlas-names", type=Path, metavar="TSV", help="its region names (columns index, name)"
+    )
+
+
+def lesion_outputs_from(args: argparse.Namespace, convention: str | None):
+    """The LesionOutputs of the lesion flags (the atlas read and checked now)."""
+    from autoseg.evaluation.lesion_files import load_atlas
+    from autoseg.pipeline.lesion_outputs import LesionOutputs
+
+    if (args.atlas is None) != (args.atlas_names is None):
+        raise InvalidInputError("--atlas and --atlas-names go together (labels and their names)")
+    atlas = None if args.atlas is None else load_atlas(args.atlas, args.atlas_names)
+    return LesionOutputs(args.bids_out, convention, atlas, args.command_line)
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -566,8 +616,12 @@ def _predict(args: argparse.Namespace) -> int:
         source=args.source,
         spacing=tuple(args.spacing) if args.spacing else None,
         progress=not args.no_progress,
+        lesion_outputs=lesion_outputs_from(args, args.convention),
+        calibrate=not args.no_calibration,
     )
-    print(f"predicted {len(written)} cases -> {args.output}")
+    print(f"predicted {len(written)} cases -> {args.output} (lesions.tsv, cases.tsv)")
+    if args.bids_out:
+        print(f"BIDS derivatives -> {args.bids_out}")
     return EXIT_OK
 
 
@@ -861,13 +915,22 @@ def evaluate_parser() -> argparse.ArgumentParser:
     parser.add_argument("--labels", type=int, nargs="+", help="labels to score (default: all)")
     parser.add_argument("-np", "--num-processes", type=int, help="worker processes")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    parser.add_argument(
+        "--lesion-tables",
+        action="store_true",
+        help="also write lesion tables of the predictions and of the references beside -o",
+    )
+    parser.add_argument(
+        "--images", type=Path, help="images for the hemisphere's brain mask (default: beside -r)"
+    )
+    add_lesion_flags(parser)
     return parser
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from autoseg.evaluation import evaluate_folders
+    from autoseg.pipeline.evaluate import evaluate
 
-    summary = evaluate_folders(
+    summary = evaluate(
         args.reference,
         args.prediction,
         args.output,
@@ -875,6 +938,9 @@ def _evaluate(args: argparse.Namespace) -> int:
         convention=args.convention,
         num_processes=args.num_processes,
         overwrite=args.overwrite,
+        write_tables=args.lesion_tables,
+        outputs=lesion_outputs_from(args, args.convention),
+        images_dir=args.images,
     )
     mean = summary["mean"]
     headline = ", ".join(

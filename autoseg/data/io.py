@@ -224,6 +224,11 @@ def _nifti_image(array_zyx: np.ndarray, meta: ImageMeta) -> nib.Nifti1Image:
     return image
 
 
+def to_sitk(array_zyx: np.ndarray, meta: ImageMeta) -> sitk.Image:
+    """A SimpleITK image of ``array (Z, Y, X)`` placed in the world as ``meta`` says (LPS)."""
+    return _sitk_image(array_zyx, meta)
+
+
 def _sitk_image(array_zyx: np.ndarray, meta: ImageMeta) -> sitk.Image:
     image = sitk.GetImageFromArray(array_zyx)
     lps = np.linalg.inv(LPS_TO_RAS) @ meta.affine_array

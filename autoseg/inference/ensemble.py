@@ -20,7 +20,9 @@ from autoseg.data.atomic import is_temporary
 from autoseg.data.errors import InvalidInputError
 from autoseg.data.io import VOLUME_ENDINGS, read_meta
 from autoseg.data.paths import ensure_writable_dir
+from autoseg.data.prediction_files import PROBABILITIES_ENDING
 from autoseg.data.records import ImageMeta
+from autoseg.inference.calibration import rescale_probabilities
 from autoseg.inference.outputs import (
     case_outputs,
     read_probabilities,
@@ -36,6 +38,7 @@ def average_probability_files(
     files: Sequence[str | os.PathLike],
     out: str | os.PathLike | None = None,
     dtype: str = "float16",
+    temperatures: Sequence[float] | None = None,
 ) -> np.ndarray:
     """Mean of the ``probabilities`` arrays of several npz files.
 
@@ -45,6 +48,8 @@ def average_probability_files(
         files: npz files with ``probabilities (K, Z, Y, X)`` of one case.
         out: optional npz path to write the mean to (atomically, as ``dtype``).
         dtype: npz dtype of ``out``.
+        temperatures: one per file: each file's probabilities are first calibrated with
+            it (:func:`autoseg.inference.calibration.rescale_probabilities`).
 
     Returns:
         float32 ``(K, Z, Y, X)``.
@@ -55,14 +60,15 @@ def average_probability_files(
     if not files:
         raise ValueError("average_probability_files needs at least one file")
     paths = [Path(f) for f in files]
-    total = read_probabilities(paths[0]).astype(np.float32)
-    for path in paths[1:]:
+    scales = list(temperatures) if temperatures is not None else [1.0] * len(paths)
+    total = rescale_probabilities(read_probabilities(paths[0]).astype(np.float32), scales[0])
+    for path, temperature in zip(paths[1:], scales[1:], strict=True):
         probabilities = read_probabilities(path)
         if probabilities.shape != total.shape:
             raise InvalidInputError(
                 f"{path}: probabilities {probabilities.shape} != {total.shape} of {paths[0]}"
             )
-        total += probabilities
+        total += rescale_probabilities(probabilities.astype(np.float32), temperature)
     total /= len(paths)
     if out is not None:
         write_probabilities(Path(out), total, dtype)
@@ -74,8 +80,8 @@ def probability_files(folder: Path) -> dict[str, Path]:
     if not folder.is_dir():
         raise InvalidInputError(f"{folder}: prediction folder not found")
     return {
-        p.name[: -len(".npz")]: p
-        for p in sorted(folder.glob("*.npz"))
+        p.name[: -len(PROBABILITIES_ENDING)]: p
+        for p in sorted(folder.glob(f"*{PROBABILITIES_ENDING}"))
         if p.is_file() and not is_temporary(p)
     }
 
@@ -139,6 +145,7 @@ def ensemble_folders(
     output_ending: str = ".nii.gz",
     probability_dtype: str = "float16",
     progress: bool = False,
+    temperatures: Sequence[float] | None = None,
 ) -> list[str]:
     """Average the probabilities of prediction folders and write labels (``autoseg_ensemble``).
 
@@ -154,6 +161,8 @@ def ensemble_folders(
         output_ending: ending of the label files.
         probability_dtype: npz dtype of saved probabilities.
         progress: show a progress bar.
+        temperatures: one per input folder, to calibrate its probabilities before
+            averaging (None: as saved).
 
     Returns:
         The ids of the cases written.
@@ -169,7 +178,7 @@ def ensemble_folders(
     pending = select_pending(outputs, overwrite, resume)
     for outputs_of_case in tqdm(pending, unit="case", disable=not progress):
         case_id = outputs_of_case.case_id
-        probabilities = average_probability_files(pairs[case_id])
+        probabilities = average_probability_files(pairs[case_id], temperatures=temperatures)
         _check_geometry(case_id, metas[case_id], probabilities)
         write_case(
             outputs_of_case, probabilities, metas[case_id], postprocessing, probability_dtype

@@ -20,13 +20,21 @@ from typing import Any
 
 import numpy as np
 
-from autoseg.data.atomic import atomic_path, read_json, write_json
+from autoseg.data.atomic import read_json, write_json
 from autoseg.data.errors import InvalidInputError
 from autoseg.data.io import write_label
+from autoseg.data.prediction_files import (
+    PROBABILITIES_ENDING,
+    PROBABILITIES_KEY,
+    read_probabilities,
+    write_probabilities,
+)
 from autoseg.data.records import ImageMeta
 from autoseg.inference.postprocess import postprocess
 
-PROBABILITIES_KEY = "probabilities"
+__all__ = ["PROBABILITIES_KEY", "CaseOutputs", "case_outputs", "read_probabilities",
+           "read_sidecar", "select_pending", "write_case", "write_probabilities",
+           "write_sidecar"]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -57,7 +65,7 @@ def case_outputs(
     return CaseOutputs(
         case_id,
         output_dir / f"{case_id}{ending}",
-        output_dir / f"{case_id}.npz",
+        output_dir / f"{case_id}{PROBABILITIES_ENDING}",
         output_dir / f"{case_id}.json",
     )
 
@@ -83,23 +91,6 @@ def select_pending(
             ]
         )
     return [o for o in outputs if not o.finished()]
-
-
-def write_probabilities(path: Path, probabilities: np.ndarray, dtype: str = "float16") -> None:
-    """Write ``probabilities (K, Z, Y, X)`` as a compressed npz, atomically."""
-    with atomic_path(path) as temp, open(temp, "wb") as handle:
-        np.savez_compressed(handle, **{PROBABILITIES_KEY: probabilities.astype(dtype)})
-
-
-def read_probabilities(path: Path) -> np.ndarray:
-    """The ``probabilities`` array of an npz file, naming the file when it is unusable."""
-    try:
-        with np.load(path) as npz:
-            return npz[PROBABILITIES_KEY]
-    except KeyError as error:
-        raise InvalidInputError(f"{path}: no '{PROBABILITIES_KEY}' array") from error
-    except (OSError, ValueError, EOFError) as error:
-        raise InvalidInputError(f"{path}: unreadable npz ({error})") from error
 
 
 def write_sidecar(path: Path, case_id: str, meta: ImageMeta, num_classes: int) -> None:

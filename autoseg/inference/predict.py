@@ -72,6 +72,9 @@ def predict_case(
 ) -> np.ndarray:
     """Class probabilities of one preprocessed case, averaged over networks and mirrors.
 
+    Each network's logits are divided by ``settings.temperature`` before its softmax
+    (calibration), so the folds average calibrated probabilities.
+
     Args:
         networks: one callable per fold (``nn.Module`` in eval mode, on ``settings.device``),
             each mapping ``(B, C_in, *patch) -> (B, K, *patch)`` logits.
@@ -88,7 +91,10 @@ def predict_case(
     with torch.inference_mode(), _eval_mode(networks), flushed_denormals(settings.device):
         total: torch.Tensor | None = None
         for network in networks:
-            probabilities = torch.softmax(predict_logits(network, image, settings), dim=0)
+            logits = predict_logits(network, image, settings)
+            if settings.temperature != 1.0:
+                logits = logits.div_(settings.temperature)
+            probabilities = torch.softmax(logits, dim=0)
             total = probabilities if total is None else total.add_(probabilities)
         total /= len(networks)
         return total.cpu().numpy()

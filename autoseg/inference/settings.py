@@ -33,6 +33,9 @@ class InferenceSettings:
         probability_dtype: ``float16`` (half the disk) or ``float32`` in the npz.
         postprocessing: applied to the labels before writing, see
             :func:`autoseg.inference.postprocess.postprocess`.
+        temperature: each network's logits are divided by it before the softmax
+            (calibration fitted on cross-validation, :mod:`autoseg.inference.calibration`;
+            1.0 leaves them as trained).
         progress: show progress bars.
     """
 
@@ -52,6 +55,7 @@ class InferenceSettings:
     save_probabilities: bool = False
     probability_dtype: str = "float16"
     postprocessing: dict[str, Any] = field(default_factory=dict)
+    temperature: float = 1.0
     progress: bool = False
 
     def __post_init__(self) -> None:
@@ -66,6 +70,8 @@ class InferenceSettings:
             problems.append(f"step must lie in (0, 1], got {self.step}")
         if self.slice_padding not in SLICE_PADDINGS:
             problems.append(f"slice_padding must be one of {SLICE_PADDINGS}")
+        if not self.temperature > 0:
+            problems.append(f"temperature must be positive, got {self.temperature}")
         if self.probability_dtype not in PROBABILITY_DTYPES:
             problems.append(f"probability_dtype must be one of {PROBABILITY_DTYPES}")
         if problems:

@@ -37,6 +37,7 @@ from tqdm.auto import tqdm
 
 from autoseg.data.atomic import write_json
 from autoseg.data.io import write_label, write_volume
+from autoseg.data.prediction_files import DISAGREEMENT_SUFFIX, LESIONS_SUFFIX, UNCERTAINTY_SUFFIX
 from autoseg.data.records import ImageMeta
 from autoseg.inference.inputs import InputCase, verify_inputs
 from autoseg.inference.outputs import CaseOutputs, case_outputs, select_pending, write_case
@@ -48,9 +49,6 @@ from autoseg.preprocessing.case import preprocess_case, revert_probabilities
 from autoseg.preprocessing.spec import PreprocessingSpec
 
 LESION_CONNECTIVITY = 26
-UNCERTAINTY_SUFFIX = "_uncertainty"
-DISAGREEMENT_SUFFIX = "_disagreement"
-LESIONS_SUFFIX = "_lesions.json"
 
 
 @dataclass(frozen=True)

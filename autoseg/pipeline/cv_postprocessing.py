@@ -21,6 +21,7 @@ from autoseg.data.records import ImageMeta
 from autoseg.evaluation.lesions import count_lesions, get_convention
 from autoseg.evaluation.metrics import evaluate_labels, overlap_metrics
 from autoseg.evaluation.summary import CaseResult, summarise
+from autoseg.inference.calibration import rescale_probabilities
 from autoseg.inference.ensemble import probability_files
 from autoseg.inference.outputs import read_probabilities
 from autoseg.inference.postprocess import postprocess
@@ -75,12 +76,14 @@ def validation_cases(
 
 
 def load_cases(
-    cases: Sequence[tuple[str, Path, Path]],
+    cases: Sequence[tuple[str, Path, Path]], temperature: float = 1.0
 ) -> Iterator[tuple[str, np.ndarray, np.ndarray, ImageMeta]]:
-    """Read the cases one at a time (a CV set of probabilities does not fit in memory)."""
+    """Read the cases one at a time (a CV set of probabilities does not fit in memory),
+    calibrated with ``temperature`` as prediction will calibrate them."""
     for case_id, npz, reference_file in cases:
         reference, meta = read_volume(reference_file)
-        yield case_id, read_probabilities(npz).astype(np.float32), reference, meta
+        probabilities = read_probabilities(npz).astype(np.float32)
+        yield case_id, rescale_probabilities(probabilities, temperature), reference, meta
 
 
 def choose(
@@ -111,8 +114,9 @@ def search_postprocessing(
     ending: str,
     labels: Sequence[int],
     convention: str,
+    temperature: float = 1.0,
 ) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any]]:
-    """Try every candidate spec on the saved validation probabilities.
+    """Try every candidate spec on the saved validation probabilities (calibrated).
 
     Args:
         folders: validation prediction folders with ``<case>.npz`` probabilities.
@@ -120,6 +124,7 @@ def search_postprocessing(
         ending: their file ending.
         labels: foreground labels to score.
         convention: lesion convention (connectivity).
+        temperature: the model's calibration, applied to the probabilities first.
 
     Returns:
         ``(chosen spec, per-spec mean Dice / lesion F1, summary with every metric after the
@@ -132,13 +137,13 @@ def search_postprocessing(
     voxel_mm3 = float(np.median([np.prod(read_meta(ref).spacing_mm) for *_, ref in cases]))
     specs = candidate_specs(voxel_mm3)
     scores: dict[int, list[tuple[float, float]]] = {i: [] for i in range(len(specs))}
-    for _, probabilities, reference, _ in load_cases(cases):
+    for _, probabilities, reference, _ in load_cases(cases, temperature):
         argmax = np.argmax(probabilities, axis=0).astype(np.uint8)
         for i, spec in enumerate(specs):
             prediction = postprocess(argmax, spec, probabilities)
             scores[i].append(quick_scores(reference, prediction, labels, connectivity))
     best, table = choose(scores, specs)
-    return specs[best], table, _summary_after(cases, specs[best], labels, convention)
+    return specs[best], table, _summary_after(cases, specs[best], labels, convention, temperature)
 
 
 def _summary_after(
@@ -146,10 +151,11 @@ def _summary_after(
     spec: dict[str, Any],
     labels: Sequence[int],
     convention: str,
+    temperature: float = 1.0,
 ) -> dict[str, Any]:
     """Every metric of the validation cases with ``spec`` applied (summary.json format)."""
     results = []
-    for case_id, probabilities, reference, meta in load_cases(cases):
+    for case_id, probabilities, reference, meta in load_cases(cases, temperature):
         argmax = np.argmax(probabilities, axis=0).astype(np.uint8)
         prediction = postprocess(argmax, spec, probabilities)
         metrics = evaluate_labels(reference, prediction, meta.spacing_mm, labels, convention)

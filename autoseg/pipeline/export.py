@@ -31,6 +31,8 @@ from autoseg.data.paths import ensure_writable_file
 from autoseg.networks.export import export_onnx
 from autoseg.pipeline.model import (
     TrainedModel,
+    calibrated,
+    calibration_temperatures,
     fold_id,
     fold_json,
     load_model_folder,
@@ -61,6 +63,7 @@ def configuration_contract(model: TrainedModel) -> dict[str, Any]:
         "in_channels": int(model.entry["network"]["kwargs"].get("in_channels", 0)),
         "network": model.entry["network"]["name"],
         "folds": [fold_json(f) for f in model.folds],
+        "temperature": settings.temperature,
     }
 
 
@@ -130,7 +133,12 @@ def export_model_zip(
         raise InvalidInputError(f"{output_zip}: exists (use --overwrite to replace it)")
     ensure_writable_file(output_zip, "model zip")
     names, folds, post, checkpoint = resolve_choice(results_dir, configurations, folds, checkpoint)
-    models = [load_model_folder(results_dir / n, folds, checkpoint, "cpu") for n in names]
+    temperatures = calibration_temperatures(results_dir)
+    models = [
+        calibrated(load_model_folder(results_dir / n, folds, checkpoint, "cpu"),
+                   temperatures.get(n, 1.0))
+        for n in names
+    ]  # fmt: skip
     contract = inference_contract(models, post, checkpoint)
     contract["dataset"] = results_dir.name
     with atomic_path(output_zip) as temp, zipfile.ZipFile(temp, "w", zipfile.ZIP_DEFLATED) as zf:
@@ -145,9 +153,10 @@ def _json_text(payload: Any) -> str:
 
 
 def load_model_zip(
-    path: str | os.PathLike, device: str = "cpu"
+    path: str | os.PathLike, device: str = "cpu", calibrate: bool = True
 ) -> tuple[list[TrainedModel], dict[str, Any]]:
-    """The models of an exported zip and the postprocessing of their ensemble (offline).
+    """The models of an exported zip and the postprocessing of their ensemble (offline),
+    each with the temperature its contract records unless ``calibrate`` is False.
 
     Raises:
         InvalidInputError: an unsafe or incomplete zip, or checkpoints not matching their
@@ -168,8 +177,9 @@ def load_model_zip(
         names = contract_configurations(contract, Path(tmp), path)
         per = contract.get("per_configuration") or {}
         models = [
-            load_model_folder(Path(tmp) / name, (per.get(name) or {}).get("folds"),
-                              contract.get("checkpoint", "final"), device)
+            calibrated(load_model_folder(Path(tmp) / name, (per.get(name) or {}).get("folds"),
+                                         contract.get("checkpoint", "final"), device),
+                       float((per.get(name) or {}).get("temperature", 1.0)) if calibrate else 1.0)
             for name in names
         ]  # fmt: skip
     return models, dict(contract.get("postprocessing") or {})

@@ -7,6 +7,12 @@ probabilities into ``results/<NAME>/ensembles/<a>+<b>/fold_<k>/`` and scored the
 The best candidate has the highest mean Dice (ties: lesion-wise F1); its postprocessing is
 then chosen on the same validation cases (:mod:`autoseg.pipeline.cv_postprocessing`).
 
+Each configuration's temperature is fitted first on its validation probabilities
+(:mod:`autoseg.pipeline.calibration`), and everything after works on calibrated
+probabilities as prediction will: ensembles average them, postprocessing thresholds
+are chosen on them. Argmax labels, and so each configuration's own CV metrics, do not
+change with the temperature.
+
 Writes ``results/<NAME>/find_best.json`` (every candidate, the winner, the postprocessing
 search) and ``results/<NAME>/inference.json`` (what a plain ``autoseg_predict -d NAME``
 uses), both atomically.
@@ -28,6 +34,7 @@ from autoseg.data.paths import ensure_writable_dir
 from autoseg.data.workspace import Workspace
 from autoseg.evaluation.summary import CaseResult, summarise
 from autoseg.inference.ensemble import ensemble_folders, probability_files
+from autoseg.pipeline.calibration import Calibration, calibrate_configuration
 from autoseg.pipeline.cv_postprocessing import search_postprocessing
 from autoseg.pipeline.model import INFERENCE_JSON, fold_json, read_dataset_json, results_folder
 from autoseg.pipeline.validation import (
@@ -116,8 +123,10 @@ def ensemble_candidate(
     splits: list[dict[str, list[str]]],
     evaluation: dict[str, Any],
     notes: list[str],
+    temperatures: dict[str, float] | None = None,
 ) -> Candidate | None:
-    """Average two configurations' validation probabilities fold by fold and score them."""
+    """Average two configurations' calibrated validation probabilities fold by fold and
+    score them."""
     a, b = pair
     name = f"{a.name}+{b.name}"
     common = [f for f in a.folds if f in b.folds]
@@ -131,7 +140,9 @@ def ensemble_candidate(
     for fold in usable:
         out = results / ENSEMBLES_FOLDER / name / f"fold_{fold}"
         inputs = [c.folders[c.folds.index(fold)] for c in (a, b)]
-        ensemble_folders(inputs, out, save_probabilities=True, overwrite=True)
+        scales = [(temperatures or {}).get(c.name, 1.0) for c in (a, b)]
+        ensemble_folders(inputs, out, save_probabilities=True, overwrite=True,
+                         temperatures=scales)  # fmt: skip
         ids = validation_ids(splits, fold, results)
         evaluate_cases(raw, ids, out, out / SUMMARY_NAME, **evaluation)
         folders.append(out)
@@ -144,9 +155,23 @@ def list_configurations(results: Path) -> list[str]:
     return sorted(p.name for p in results.iterdir() if p.is_dir() and (p / "plans.json").is_file())
 
 
+def calibrations(
+    single: Sequence[Candidate], raw: RawDataset, notes: list[str]
+) -> dict[str, Calibration]:
+    """The fitted temperature of every configuration that saved validation probabilities."""
+    fitted = {}
+    for candidate in single:
+        found = calibrate_configuration(candidate.folders, raw)
+        if found is None:
+            notes.append(f"{candidate.name}: no saved validation probabilities; not calibrated")
+        else:
+            fitted[candidate.name] = found
+    return fitted
+
+
 def _candidates(
     workspace: Workspace, results: Path, names: Sequence[str], convention: str, notes: list[str]
-) -> list[Candidate]:
+) -> tuple[list[Candidate], dict[str, Calibration]]:
     splits = load_splits(workspace, results.name)
     single = [c for n in names if (c := configuration_candidate(results, n, len(splits), notes))]
     if not single:
@@ -155,14 +180,16 @@ def _candidates(
             "(train folds, or run autoseg_train --val-only)"
         )
     raw = open_raw(workspace, results.name)
+    fitted = calibrations(single, raw, notes)
+    temperatures = {name: c.temperature for name, c in fitted.items()}
     labels = foreground_labels(read_dataset_json(results / single[0].name)[0])
     evaluation = {"labels": labels, "convention": convention}
     pairs = [
         c
         for pair in itertools.combinations(single, 2)
-        if (c := ensemble_candidate(results, pair, raw, splits, evaluation, notes))
+        if (c := ensemble_candidate(results, pair, raw, splits, evaluation, notes, temperatures))
     ]
-    return single + pairs
+    return single + pairs, fitted
 
 
 def find_best(
@@ -192,13 +219,18 @@ def find_best(
     results = ensure_writable_dir(results_folder(workspace, dataset), "results folder")
     notes: list[str] = []
     names = list(configurations) if configurations else list_configurations(results)
-    candidates = _candidates(workspace, results, names, convention, notes)
+    candidates, fitted = _candidates(workspace, results, names, convention, notes)
     best = max(candidates, key=Candidate.score)
     raw = open_raw(workspace, results.name)
     labels = foreground_labels(read_dataset_json(results / best.configurations[0])[0])
+    # An ensemble's folders hold calibrated averages already; a configuration's do not.
+    single = len(best.configurations) == 1 and best.name in fitted
+    temperature = fitted[best.name].temperature if single else 1.0
     post, search, after = search_postprocessing(
-        best.folders, raw.labels_tr, raw.dataset_json.file_ending, labels, convention
-    )
+        best.folders, raw.labels_tr, raw.dataset_json.file_ending, labels, convention,
+        temperature,
+    )  # fmt: skip
+    calibration = {name: c.to_json() for name, c in sorted(fitted.items())}
     payload = {
         "dataset": results.name,
         "convention": convention,
@@ -209,6 +241,7 @@ def find_best(
             "mean_after_postprocessing": after.get("mean", best.summary["mean"]),
         },
         "postprocessing_search": search,
+        "calibration": calibration,
         "notes": notes,
     }
     write_json(results / FIND_BEST_JSON, payload)
@@ -217,6 +250,8 @@ def find_best(
         "folds": [fold_json(f) for f in best.folds],
         "postprocessing": post,
         "checkpoint": checkpoint,
+        "convention": convention,
+        "calibration": calibration,
     })  # fmt: skip
     return payload
 
@@ -244,5 +279,11 @@ def format_table(payload: dict[str, Any]) -> str:
         f"{best['postprocessing'] or 'none'}: Dice {_cell(after.get('dice'))}, "
         f"lesion F1 {_cell(after.get('lesion_f1'))}"
     )
+    lines += [
+        f"calibration: {name} temperature {c['temperature']:.3f}, expected calibration error "
+        f"{c['ece_before']:.4f} -> {c['ece_after']:.4f} ({c['voxels']} voxels of "
+        f"{c['cases']} CV cases)"
+        for name, c in payload.get("calibration", {}).items()
+    ]
     lines += [f"note: {note}" for note in payload.get("notes", [])]
     return "\n".join(line.rstrip() for line in lines)

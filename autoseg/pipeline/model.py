@@ -8,6 +8,8 @@ preprocessing or window it was not trained with.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -48,6 +50,9 @@ class TrainedModel:
         networks: one network per fold, in eval mode on the device.
         folds: the fold ids (``"0"`` .. ``"4"`` or ``"all"``), in the order of ``networks``.
         source: the configuration folder the model was read from.
+        checkpoint: which checkpoint of each fold (``final``, ``best``, ``latest``).
+        checkpoint_sha256: SHA-256 of each fold's checkpoint file, in fold order
+            (provenance of every prediction made with it).
     """
 
     configuration: str
@@ -60,6 +65,8 @@ class TrainedModel:
     networks: tuple[nn.Module, ...] = field(repr=False)
     folds: tuple[str, ...]
     source: Path
+    checkpoint: str = "final"
+    checkpoint_sha256: tuple[str, ...] = ()
 
     @property
     def num_classes(self) -> int:
@@ -200,17 +207,24 @@ def load_model_folder(
     labels, channels = read_dataset_json(config_dir)
     chosen = _select_folds(config_dir, folds, checkpoint)
     device = resolve_device(device)
-    networks = tuple(
-        load_network(config_dir / f"fold_{f}" / f"checkpoint_{checkpoint}.pt",
-                     plans.plans_id, entry, device)
-        for f in chosen
-    )  # fmt: skip
+    paths = [config_dir / f"fold_{f}" / f"checkpoint_{checkpoint}.pt" for f in chosen]
+    networks = tuple(load_network(path, plans.plans_id, entry, device) for path in paths)
     num_classes = int(entry["network"]["kwargs"].get("num_classes", len(labels)))
     settings = InferenceSettings.from_configuration(entry, num_classes, device=device)
     return TrainedModel(
         config_dir.name, entry, plans.plans_id, labels, channels,
         preprocessing_spec(entry), settings, networks, tuple(chosen), config_dir,
+        checkpoint, tuple(file_sha256(path) for path in paths),
     )  # fmt: skip
+
+
+def file_sha256(path: Path) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def results_folder(workspace: Workspace, dataset: str) -> Path:
@@ -251,6 +265,24 @@ def read_inference_choice(results_dir: Path) -> dict[str, Any] | None:
     if not isinstance(choice, dict) or not choice.get("configurations"):
         raise InvalidInputError(f"{path}: needs a non-empty 'configurations' list")
     return choice
+
+
+def calibration_temperatures(results_dir: Path) -> dict[str, float]:
+    """``{configuration: temperature}`` that find_best fitted (inference.json), or {}."""
+    choice = read_inference_choice(results_dir) or {}
+    fitted = choice.get("calibration") or {}
+    try:
+        return {name: float(entry["temperature"]) for name, entry in fitted.items()}
+    except (KeyError, TypeError, ValueError) as error:
+        raise InvalidInputError(
+            f"{Path(results_dir) / INFERENCE_JSON}: 'calibration' entries need a "
+            f"'temperature' ({error})"
+        ) from error
+
+
+def calibrated(model: TrainedModel, temperature: float) -> TrainedModel:
+    """The model with its logits divided by ``temperature`` before each softmax."""
+    return dataclasses.replace(model, settings=model.settings.with_(temperature=temperature))
 
 
 def recommended_configuration(results_dir: Path, checkpoint: str) -> str:

@@ -11,15 +11,18 @@ voxel) and then ensembled with :func:`autoseg.inference.ensemble.ensemble_folder
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from autoseg.data.convert.isles22 import CHANNELS as ISLES_CHANNELS
 from autoseg.data.errors import InvalidInputError
 from autoseg.data.io import file_ending
 from autoseg.data.paths import ensure_writable_dir
+from autoseg.data.sources import CaseSource, find_case_sources
 from autoseg.data.workspace import Workspace
 from autoseg.inference.ensemble import ensemble_folders
 from autoseg.inference.inputs import InputCase, discover_cases, verify_inputs
@@ -27,15 +30,25 @@ from autoseg.inference.outputs import case_outputs, select_pending
 from autoseg.inference.predictor import predict_folder, select_part
 from autoseg.inference.uncertainty import MemberGroup, predict_folder_with_uncertainty
 from autoseg.pipeline.export import load_model_zip
+from autoseg.pipeline.lesion_outputs import (
+    LesionOutputs,
+    case_sources,
+    measured_cases,
+    model_provenance,
+    write_lesion_outputs,
+)
 from autoseg.pipeline.model import (
     TrainedModel,
+    calibrated,
+    calibration_temperatures,
     load_model_folder,
+    read_inference_choice,
     resolve_choice,
     resolve_device,
     results_folder,
 )
 
-SOURCES = ("png-slices", "npy")
+SOURCES = ("png-slices", "npy", "isles22")
 
 
 def load_models(
@@ -46,10 +59,12 @@ def load_models(
     checkpoint: str | None,
     device: str,
     model_zip: str | os.PathLike | None,
+    calibrate: bool = True,
 ) -> tuple[list[TrainedModel], dict[str, Any]]:
-    """The models to run and the postprocessing of their ensemble."""
+    """The models to run (calibrated with find_best's temperatures unless ``calibrate``
+    is False) and the postprocessing of their ensemble."""
     if model_zip is not None:
-        models, post = load_model_zip(model_zip, device)
+        models, post = load_model_zip(model_zip, device, calibrate)
         if configurations is not None:
             models = [m for m in models if m.configuration in set(configurations)]
             post = {}
@@ -61,29 +76,49 @@ def load_models(
     results = results_folder(workspace, dataset)
     names, folds, post, checkpoint = resolve_choice(results, configurations, folds, checkpoint)
     models = [load_model_folder(results / name, folds, checkpoint, device) for name in names]
-    return models, post
+    temperatures = calibration_temperatures(results) if calibrate else {}
+    return [calibrated(m, temperatures.get(m.configuration, 1.0)) for m in models], post
+
+
+def source_channels(source: str, model: TrainedModel) -> list[str] | None:
+    """The converter channels a BIDS source must deliver: the model's, in its order."""
+    if source != "isles22":
+        return None
+    names = [model.channel_names[str(i)].lower() for i in range(model.num_channels)]
+    unknown = [n for n in names if n not in ISLES_CHANNELS]
+    if unknown:
+        raise InvalidInputError(
+            f"{model.source}: channels {unknown} are not ISLES'22 channels "
+            f"({', '.join(ISLES_CHANNELS)}); --source isles22 cannot supply them"
+        )
+    return names
 
 
 def convert_inputs(
-    input_dir: Path, source: str, spacing: Sequence[float] | None, tmp: Path
-) -> Path:
-    """PNG slices / npy arrays as a folder of NIfTI inputs (the converters' readers).
+    input_dir: Path,
+    source: str,
+    spacing: Sequence[float] | None,
+    tmp: Path,
+    channels: Sequence[str] | None = None,
+) -> tuple[Path, dict[str, CaseSource]]:
+    """PNG slices / npy arrays / an ISLES'22 BIDS tree as a folder of NIfTI inputs (the
+    converters' readers), and the BIDS origin of each case the converter recorded.
 
     Predictions are written in the converted NIfTI geometry (the converter's stated
-    orientation convention and spacing).
+    orientation convention and spacing; for ISLES'22 the DWI grid).
     """
     from autoseg.data.convert import convert
 
     if source not in SOURCES:
         raise InvalidInputError(f"--source {source}: choose one of {', '.join(SOURCES)}")
     converted = tmp / "converted"
-    convert(source, input_dir, converted, spacing_mm=spacing, progress=False)
+    convert(source, input_dir, converted, spacing_mm=spacing, progress=False, channels=channels)
     inputs = tmp / "inputs"
     inputs.mkdir()
     for folder in (converted / "imagesTr", converted / "imagesTs"):
         for path in sorted(folder.glob("*")) if folder.is_dir() else []:
             os.symlink(path.resolve(), inputs / path.name)
-    return inputs
+    return inputs, find_case_sources(converted)
 
 
 def _option_problems(step: float | None, num_parts: int, part_id: int) -> list[str]:
@@ -204,8 +239,15 @@ def predict(
     source: str | None = None,
     spacing: Sequence[float] | None = None,
     progress: bool = False,
+    lesion_outputs: LesionOutputs | None = None,
+    calibrate: bool = True,
 ) -> list[str]:
     """Predict every case of ``input_dir`` into ``output_dir`` (``autoseg_predict``).
+
+    Then every predicted case of the input set (also those finished by earlier runs) is
+    measured: ``lesions.tsv`` and ``cases.tsv`` beside the predictions, and with
+    ``lesion_outputs.bids_out`` the BIDS derivative dataset
+    (:mod:`autoseg.pipeline.lesion_outputs`).
 
     Args:
         workspace: the roots (not needed with ``model_zip``).
@@ -230,9 +272,13 @@ def predict(
         num_parts: split the input across this many workers ...
         part_id: ... and predict this part.
         checkpoint: ``final``/``best``; None: inference.json's choice, else ``final``.
-        source: ``png-slices`` or ``npy`` to convert the input first.
+        source: ``png-slices``, ``npy`` or ``isles22`` (a BIDS tree) to convert the input
+            first.
         spacing: ``(z, y, x)`` mm for sources without one.
         progress: show progress bars.
+        lesion_outputs: BIDS folder, lesion convention, atlas and command line for the
+            tables and derivatives (None: tables beside the predictions only).
+        calibrate: apply find_best's temperatures (``--no-calibration`` turns it off).
 
     Returns:
         The ids of the cases predicted by this call.
@@ -247,22 +293,54 @@ def predict(
     resolve_device(device)
     ensure_writable_dir(output_dir, "output folder")
     models, post = load_models(workspace, dataset, configurations, folds, checkpoint, device,
-                               model_zip)  # fmt: skip
+                               model_zip, calibrate)  # fmt: skip
     _check_models(models)
+    lesion_outputs = _with_convention(lesion_outputs or LesionOutputs(), workspace, dataset,
+                                      model_zip)  # fmt: skip
     options = {
         "num_parts": num_parts, "part_id": part_id, "overwrite": overwrite, "resume": resume,
         "save_probabilities": save_probabilities, "save_uncertainty": save_uncertainty,
         "step": step, "disable_tta": disable_tta, "progress": progress,
     }  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="autoseg-inputs-") as tmp:
-        folder = Path(input_dir)
+        folder, recorded = Path(input_dir), find_case_sources(Path(input_dir))
         if source is not None:
-            folder = convert_inputs(folder, source, spacing, Path(tmp))
+            channels = source_channels(source, models[0])
+            folder, recorded = convert_inputs(folder, source, spacing, Path(tmp), channels)
         cases = discover_cases(folder, models[0].num_channels)
         ending = file_ending(cases[0][1][0])
         pending = _pending_cases(cases, Path(output_dir), ending, options)
-        if not pending:
-            return []
-        verify_inputs(pending, models[0].num_channels)
-        _run(models, pending, Path(output_dir), ending, post, options)
+        if pending:
+            verify_inputs(pending, models[0].num_channels)
+            _run(models, pending, Path(output_dir), ending, post, options)
+        provenance = model_provenance(models, post, _settings_overrides(step, disable_tta, False),
+                                      _dataset_name(models, model_zip))  # fmt: skip
+        inputs = dict(cases)
+        sources = case_sources(list(inputs), recorded)
+        measured = measured_cases(Path(output_dir), inputs, ending, sources)
+        if measured:
+            write_lesion_outputs(Path(output_dir), measured, sources, lesion_outputs, provenance)
     return [case[0] for case in pending]
+
+
+def _dataset_name(models: Sequence[TrainedModel], model_zip: str | os.PathLike | None) -> str:
+    """The trained dataset's name (results/<NAME>/<CONFIG>), or the model zip's."""
+    if model_zip is not None:
+        return f"model zip {Path(model_zip).name}"
+    return models[0].source.parent.name
+
+
+def _with_convention(
+    outputs: LesionOutputs,
+    workspace: Workspace | None,
+    dataset: str | None,
+    model_zip: str | os.PathLike | None,
+) -> LesionOutputs:
+    """The lesion convention: as given, else find_best's (inference.json), else isles22."""
+    if outputs.convention is not None:
+        return outputs
+    convention = "isles22"
+    if model_zip is None and workspace is not None and dataset is not None:
+        choice = read_inference_choice(results_folder(workspace, dataset)) or {}
+        convention = choice.get("convention") or convention
+    return dataclasses.replace(outputs, convention=convention)

@@ -11,7 +11,7 @@ import csv
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -19,11 +19,12 @@ from autoseg.data.atomic import is_temporary, read_json
 from autoseg.data.errors import InvalidInputError
 from autoseg.data.io import VOLUME_ENDINGS, file_ending, strip_ending
 from autoseg.data.layout import resolve_dataset_dir
+from autoseg.data.prediction_files import DISAGREEMENT_SUFFIX, LESIONS_SUFFIX, UNCERTAINTY_SUFFIX
 from autoseg.data.workspace import Workspace
 
-UNCERTAINTY_SUFFIX = "_uncertainty"
-DISAGREEMENT_SUFFIX = "_disagreement"
-LESIONS_SUFFIX = "_lesions.json"
+if TYPE_CHECKING:
+    from autoseg.reporting.lesion_table import LesionTables
+
 FIRST_CHANNEL_SUFFIX = "_0000"
 
 TrainingLog = list[dict[str, float]]
@@ -54,6 +55,7 @@ class ReportInputs:
         metrics: test metrics summary written by ``evaluate_folders``.
         metrics_path: where the metrics were looked for.
         cases: case files for overlays, in no particular order.
+        lesion_tables: the lesion table section's data (None without predictions).
     """
 
     dataset: str
@@ -64,6 +66,7 @@ class ReportInputs:
     metrics: dict[str, Any] | None
     metrics_path: Path
     cases: list[CaseFiles]
+    lesion_tables: LesionTables | None = None
 
 
 def dataset_folder_name(workspace: Workspace, dataset: str) -> str:

@@ -8,6 +8,7 @@ mailed to a colleague as one file.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import os
 from pathlib import Path
@@ -19,6 +20,7 @@ from autoseg.data.workspace import Workspace
 from autoseg.reporting.cases import cases_section
 from autoseg.reporting.collect import ReportInputs, case_dice, collect_inputs
 from autoseg.reporting.html import Section, page
+from autoseg.reporting.lesion_table import collect_lesion_tables, lesion_table_section
 from autoseg.reporting.sections import (
     cv_section,
     fingerprint_section,
@@ -29,7 +31,7 @@ from autoseg.reporting.sections import (
 
 
 def report_sections(inputs: ReportInputs, max_cases: int) -> list[Section]:
-    """All sections in reading order: data, plans, training, CV, test, cases."""
+    """All sections in reading order: data, plans, training, CV, test, lesions, cases."""
     dice_by_case = case_dice(inputs.metrics) if inputs.metrics is not None else None
     return [
         fingerprint_section(inputs.fingerprint),
@@ -37,6 +39,7 @@ def report_sections(inputs: ReportInputs, max_cases: int) -> list[Section]:
         training_section(inputs.training_logs),
         cv_section(inputs.find_best),
         test_section(inputs.metrics, str(inputs.metrics_path)),
+        lesion_table_section(inputs.lesion_tables),
         cases_section(inputs.cases, dice_by_case, max_cases),
     ]
 
@@ -87,6 +90,7 @@ def write_report(
         None if metrics_path is None else Path(metrics_path),
         *(None if p is None else Path(p) for p in (images_dir, predictions_dir, references_dir)),
     )
+    inputs = dataclasses.replace(inputs, lesion_tables=collect_lesion_tables(inputs.cases))
     output = ensure_writable_file(
         output_path or workspace.results / inputs.dataset / "report.html", "report"
     )

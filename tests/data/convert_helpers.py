@@ -1,4 +1,5 @@
-"""Tiny source trees for the converter tests (ATLAS, PNG slices, npy), written by hand."""
+"""Tiny source trees for the converter tests (ATLAS, PNG slices, npy), written by hand,
+and ISLES'22 trees linking the real cases of ../shared/realdata."""
 
 from __future__ import annotations
 
@@ -97,3 +98,37 @@ def png_patient(
         if mask_dir is not None:
             value = 255 if number % 2 else 0
             png(mask_dir / f"{number}.png", np.full(shape, value, np.uint8))
+
+
+# --- ISLES'22 (real files, linked) -----------------------------------------------------
+
+S9, S1 = "sub-strokecase0009_ses-0001", "sub-strokecase0001_ses-0001"
+
+
+def sample_file(realdata: Path, kind: str) -> Path:
+    """A file of the labelled sample (``dwi``, ``adc``, ``flair``, ``msk``)."""
+    if kind == "msk":
+        return realdata / f"isles22_sample/derivatives/sub-strokecase0009/ses-0001/{S9}_msk.nii.gz"
+    return realdata / f"isles22_sample/rawdata/sub-strokecase0009/ses-0001/{S9}_{kind}.nii.gz"
+
+
+def release_tree(
+    root: Path, realdata: Path, flair: Path | None = None, unlabelled: bool = True
+) -> Path:
+    """The release layout (``dwi/`` and ``anat/`` folders, ``_FLAIR``) of both real cases:
+    strokecase0009 with its mask and FLAIR, strokecase0001 (DWI + ADC, no mask)."""
+    links = {
+        f"rawdata/sub-strokecase0009/ses-0001/dwi/{S9}_dwi.nii.gz": sample_file(realdata, "dwi"),
+        f"rawdata/sub-strokecase0009/ses-0001/dwi/{S9}_adc.nii.gz": sample_file(realdata, "adc"),
+        f"rawdata/sub-strokecase0009/ses-0001/anat/{S9}_FLAIR.nii.gz": flair
+        or sample_file(realdata, "flair"),
+        f"derivatives/sub-strokecase0009/ses-0001/{S9}_msk.nii.gz": sample_file(realdata, "msk"),
+    }
+    for kind in ("dwi", "adc") if unlabelled else ():
+        links[f"rawdata/sub-strokecase0001/ses-0001/dwi/{S1}_{kind}.nii.gz"] = (
+            realdata / f"isles22_case0001_unlabeled/{S1}_{kind}.nii.gz"
+        )
+    for name, target in links.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).symlink_to(target)
+    return root

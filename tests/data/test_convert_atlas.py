@@ -179,3 +179,17 @@ def test_second_session_keeps_ids_unique(tmp_path: Path) -> None:
         "r001s001_ses-1.nii.gz",
         "r001s001_ses-2.nii.gz",
     ]
+
+
+def test_bids_entities_are_recorded_per_case(tmp_path: Path) -> None:
+    from autoseg.data.sources import CASE_SOURCES_JSON, read_case_sources
+
+    source = atlas_bids(tmp_path / "src", SUBJECTS[:2], ("r501s001",))
+    convert("atlas", source, tmp_path / "raw" / "A", progress=False)
+    sources = read_case_sources(tmp_path / "raw" / "A" / CASE_SOURCES_JSON)
+    assert sorted(sources) == ["r001s001", "r001s002", "r501s001"]
+    record = sources["r001s002"]
+    assert record.entities == {"sub": "r001s002", "ses": "1", "space": "MNI152NLin2009aSym"}
+    assert record.split == "imagesTr" and sources["r501s001"].split == "imagesTs"
+    assert record.source_paths[0].is_file() and record.source_paths[0].name.endswith("_T1w.nii.gz")
+    assert (Path(record.bids_root) / record.mask).is_file()

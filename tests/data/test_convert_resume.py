@@ -30,7 +30,7 @@ def test_rerun_redoes_only_the_missing_output(tmp_path: Path) -> None:
     after = _outputs(dest)
     assert after.keys() == before.keys()
     changed = {name for name in after if after[name] != before[name]}
-    assert changed == {"labelsTr/r001s002.nii.gz", "dataset.json"}
+    assert changed == {"labelsTr/r001s002.nii.gz", "dataset.json", "case_sources.json"}
 
 
 def test_overwrite_rewrites_every_case(tmp_path: Path) -> None:
@@ -111,6 +111,8 @@ def test_options_that_do_not_fit_the_kind(tmp_path: Path) -> None:
         convert("npy", tmp_path, tmp_path / "raw" / "A", copy=True)
     with pytest.raises(InvalidInputError, match="three positive numbers"):
         convert("npy", tmp_path, tmp_path / "raw" / "A", spacing_mm=(1, 0, 1))
-    with pytest.raises(InvalidInputError, match="known: atlas, png-slices, npy, nnunet"):
+    with pytest.raises(InvalidInputError, match="--channels applies to isles22 only, not 'npy'"):
+        convert("npy", tmp_path, tmp_path / "raw" / "A", channels=["dwi"])
+    with pytest.raises(InvalidInputError, match="known: atlas, isles22, png-slices, npy, nnunet"):
         convert("dicom", tmp_path, tmp_path / "raw" / "A")
-    assert list_kinds() == ["atlas", "png-slices", "npy", "nnunet"]
+    assert list_kinds() == ["atlas", "isles22", "png-slices", "npy", "nnunet"]

@@ -8,6 +8,10 @@ becomes ``<tmp>/data`` and ``~`` becomes ``<tmp>/user``. Each source folder a pa
 Budget: the test changes how much work a command does, never which flags it is given.
 Every flag written in the docs is parsed and run; the test only adds or lowers these:
 
+The ISLES'22 sources (``/data/ISLES-2022``, ``/data/isles22_sample``) are the real cases of
+``../shared/realdata`` linked in (the page is skipped where they are absent), not
+synthetic ones.
+
 - ``autoseg_synth``: ``--size tiny``, at most 5 training and 1 test case, and coarse voxels
   (:data:`SPACING`) so that sliding-window prediction needs few windows;
 - ``autoseg_plan``: ``--no-progress``; the planner's CPU compute cap is lowered
@@ -26,9 +30,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from autoseg.cli import synth_main
 from autoseg.data.convert import convert
+from tests.conftest import REALDATA_DIR
+from tests.data.convert_helpers import release_tree
 
 CPU_GFLOPS_PER_ITERATION = 4.0
 TRAIN_BUDGET = ("--epochs", "1", "--iters-per-epoch", "2", "-nw", "0", "--no-progress")
@@ -117,6 +124,22 @@ def evaluation_pair(dest: Path) -> None:
         )
 
 
+def isles22_release(dest: Path) -> None:
+    """The ISLES'22 release layout (``dwi/``, ``anat/``) of the two real cases."""
+    release_tree(dest, _realdata())
+
+
+def isles22_sample(dest: Path) -> None:
+    """The challenge repository's flattened sample, as shipped."""
+    dest.symlink_to(_realdata() / "isles22_sample", target_is_directory=True)
+
+
+def _realdata() -> Path:
+    if not REALDATA_DIR.is_dir():
+        pytest.skip("../shared/realdata is not available")
+    return REALDATA_DIR
+
+
 SOURCES: dict[str, Callable[[Path], None]] = {
     "Atlas_2": atlas(5, 1, tests=1),
     "Atlas_2_holdout": atlas(2, 2),
@@ -129,6 +152,8 @@ SOURCES: dict[str, Callable[[Path], None]] = {
     "dwi_npy_labelled_new": dwi(2, 4),
     "nnUNet_raw/Dataset501_ATLAS": nnunet_raw,
     "eval": evaluation_pair,
+    "ISLES-2022": isles22_release,
+    "isles22_sample": isles22_sample,
 }
 
 

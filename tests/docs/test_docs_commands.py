@@ -46,10 +46,11 @@ PARSERS: dict[str, Callable] = {f"autoseg_{c}": getattr(cli, f"{c}_parser") for 
 MAINS: dict[str, Callable] = {f"autoseg_{c}": getattr(cli, f"{c}_main") for c in COMMANDS}
 NEEDS = {"cluster.md": ["atlas-t1w.md"], "plans.md": ["atlas-t1w.md"]}
 ORDER = ["quickstart.md", "atlas-t1w.md", "cluster.md", "plans.md", "ct-png-slices.md",
-         "dwi-adc.md", "from-nnunet.md", "metrics.md"]  # fmt: skip
+         "dwi-adc.md", "from-nnunet.md", "metrics.md", "isles22-lesion-table.md"]  # fmt: skip
 PARSE_ONLY = {"torchrun", "sbatch", "make"}
 EXPECTED_PAGES = {"index.md", "quickstart.md", "atlas-t1w.md", "ct-png-slices.md", "dwi-adc.md",
-                  "plans.md", "cluster.md", "from-nnunet.md", "metrics.md"}  # fmt: skip
+                  "plans.md", "cluster.md", "from-nnunet.md", "metrics.md",
+                  "isles22-lesion-table.md"}  # fmt: skip
 
 
 def all_commands() -> list[DocCommand]:

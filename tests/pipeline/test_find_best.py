@@ -48,9 +48,11 @@ def test_the_better_configuration_wins_and_predict_uses_it(workspace: Workspace,
     assert means["bg"] == 0.0 and means["fg"] > 0.0
     assert payload["best"]["name"] == "fg" and payload["best"]["postprocessing"] == {}
     assert (results / "ensembles" / "bg+fg" / "fold_1" / "summary.json").is_file()
-    assert read_json(results / "inference.json") == {
-        "configurations": ["fg"], "folds": [0, 1], "postprocessing": {}, "checkpoint": "final",
-    }  # fmt: skip
+    choice = read_json(results / "inference.json")
+    assert {k: choice[k] for k in ("configurations", "folds", "postprocessing", "checkpoint",
+            "convention")} == {"configurations": ["fg"], "folds": [0, 1], "postprocessing": {},
+                               "checkpoint": "final", "convention": "isles22"}  # fmt: skip
+    assert sorted(choice["calibration"]) == ["bg", "fg"]
     assert read_json(results / "find_best.json") == payload
     table = format_table(payload)
     assert table.splitlines()[2].startswith("*  fg") and "n cases" in table
@@ -97,3 +99,36 @@ def test_postprocessing_is_chosen_only_when_it_helps(workspace: Workspace, spuri
     else:
         assert best["postprocessing"] == {}
         assert best["mean_after_postprocessing"]["dice"] == best["mean"]["dice"] == 1.0
+
+
+def test_an_overconfident_model_is_calibrated_and_predict_applies_it(
+    workspace: Workspace, tmp_path: Path
+) -> None:
+    """Validation probabilities of 0.99 that are wrong a fifth of the time: the fitted
+    temperature softens them (T > 1), the ECE falls, and predict divides the logits."""
+    write_results(workspace, make_plans({"hand": FOREGROUND}), {"hand": []})
+    raw = RawDataset.open(workspace.raw / DATASET)
+    rng = np.random.default_rng(0)
+    for fold, ids in SPLITS.items():
+        folder = workspace.results / DATASET / "hand" / f"fold_{fold}" / "validation"
+        for case_id in ids:
+            reference, meta = read_volume(raw.labels_tr / f"{case_id}.nii.gz")
+            wrong = rng.random(reference.shape) < 0.2
+            lesion = np.where((reference > 0) ^ wrong, 0.99, 0.01).astype(np.float32)
+            write_case(case_outputs(folder, case_id, probabilities=True),
+                       np.stack([1 - lesion, lesion]), meta, {})  # fmt: skip
+        evaluate_cases(raw, ids, folder, folder / "summary.json", [1], num_processes=1)
+    payload = find_best(workspace, DATASET)
+    fit = payload["calibration"]["hand"]
+    # Honest probabilities would be 0.8: T solves sigmoid(log(99) / T) = 0.8.
+    assert fit["temperature"] == pytest.approx(np.log(99) / np.log(4), rel=0.05)
+    assert fit["ece_after"] < 0.02 < 0.15 < fit["ece_before"]
+    assert read_json(workspace.results / DATASET / "inference.json")["calibration"] == {"hand": fit}
+    assert "calibration: hand temperature" in format_table(payload)
+    write_results(workspace, make_plans({"hand": FOREGROUND}))  # now with trained folds
+    out = tmp_path / "predicted"
+    predict(workspace, DATASET, workspace.raw / DATASET / "imagesTr", out, device="cpu",
+            save_probabilities=True, disable_tta=True)  # fmt: skip
+    probabilities = np.load(out / "case000.npz")["probabilities"].astype(np.float64)
+    expected = 1 / (1 + np.exp(-20.0 / fit["temperature"]))  # bias 20 of FOREGROUND
+    assert probabilities[1].mean() == pytest.approx(expected, abs=1e-3)

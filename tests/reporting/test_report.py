@@ -15,7 +15,7 @@ from autoseg.reporting import report as report_module
 from autoseg.reporting.report import write_report
 from tests.reporting.helpers import NAME, WORST_FIRST, write_minimal_workspace
 
-SECTION_IDS = ("fingerprint", "plans", "training", "cv", "test", "cases")
+SECTION_IDS = ("fingerprint", "plans", "training", "cv", "test", "lesions", "cases")
 
 
 def case_block(html: str, case: str) -> str:
@@ -78,8 +78,8 @@ def test_plans_cv_and_training_content(full_report: Path) -> None:
 def test_every_image_is_an_inline_png_and_nothing_external(full_report: Path) -> None:
     html = full_report.read_text()
     sources = re.findall(r'<img src="([^"]*)"', html)
-    # histogram + one training figure + one overlay per case
-    assert len(sources) == 1 + 1 + len(WORST_FIRST)
+    # histogram + one training figure + the lesion volume scatter + one overlay per case
+    assert len(sources) == 1 + 1 + 1 + len(WORST_FIRST)
     for source in sources:
         assert source.startswith("data:image/png;base64,")
         assert base64.b64decode(source.split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
@@ -93,7 +93,7 @@ def test_missing_optional_inputs_show_not_available(tmp_path: Path) -> None:
     html = write_report(workspace, NAME).read_text()
     for what in ("Training logs", "find_best.json", "Test metrics", "Predictions"):
         assert f"{what}" in html
-    assert html.count("not available yet") == 4
+    assert html.count("not available yet") == 5
     assert '<section id="plans">' in html
 
 
@@ -155,3 +155,12 @@ def test_malformed_lesion_json_is_invalid_input(full_workspace: Workspace, tmp_p
     with pytest.raises(InvalidInputError, match=r"caseA_lesions\.json: expected a list"):
         write_report(full_workspace, NAME, output_path=tmp_path / "r.html",
                      predictions_dir=predictions)  # fmt: skip
+
+
+def test_lesion_table_section_lists_cases_and_lesions(full_report: Path) -> None:
+    html = full_report.read_text()
+    part = html[html.index('<section id="lesions">') : html.index('<section id="cases">')]
+    assert "measured for this report: 3 cases" in part
+    assert 'alt="lesion volume scatter"' in part
+    assert all(f"<td>{case}</td>" in part for case in WORST_FIRST)
+    assert "<th>volume_ml</th>" in part and "<th>hemisphere</th>" in part

@@ -4,7 +4,7 @@ The one entry point is :func:`convert`; the CLI calls it as
 ``convert(kind, src, workspace.raw / name, spacing_mm=..., copy=..., num_processes=...,
 overwrite=...)`` and prints ``summary.lines()``. Each kind's rules (layouts recognised,
 case ids, geometry) are in its module's docstring: :mod:`.atlas`, :mod:`.png_slices`,
-:mod:`.npy`, :mod:`.nnunet`.
+:mod:`.isles22`, :mod:`.npy`, :mod:`.nnunet`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from autoseg.data.convert import atlas, nnunet, npy, png_slices
+from autoseg.data.convert import atlas, isles22, nnunet, npy, png_slices
 from autoseg.data.convert.cases import ConversionPlan, ConversionSummary
 from autoseg.data.convert.png_slices import DEFAULT_SPACING_MM
 from autoseg.data.convert.writing import default_processes, write_plan
@@ -41,10 +41,15 @@ class ConvertOptions:
     num_processes: int | None = None
     overwrite: bool = False
     progress: bool = True
+    channels: tuple[str, ...] | None = None
 
 
 def _atlas(src: Path, dataset_dir: Path, options: ConvertOptions) -> ConversionSummary:
     return _write(atlas.plan(src), dataset_dir, "atlas", options)
+
+
+def _isles22(src: Path, dataset_dir: Path, options: ConvertOptions) -> ConversionSummary:
+    return _write(isles22.plan(src, options.channels), dataset_dir, "isles22", options)
 
 
 def _png_slices(src: Path, dataset_dir: Path, options: ConvertOptions) -> ConversionSummary:
@@ -69,11 +74,13 @@ def _write(
 
 CONVERTERS: dict[str, Callable[[Path, Path, ConvertOptions], ConversionSummary]] = {
     "atlas": _atlas,
+    "isles22": _isles22,
     "png-slices": _png_slices,
     "npy": _npy,
     "nnunet": _nnunet,
 }
 SPACING_KINDS = ("png-slices", "npy")
+CHANNEL_KINDS = ("isles22",)
 
 
 def list_kinds() -> list[str]:
@@ -93,6 +100,8 @@ def _option_problems(kind: str, options: ConvertOptions) -> list[str]:
         problems.append(f"--spacing must be three positive numbers Z Y X in mm, got {spacing}")
     if options.copy and kind != "nnunet":
         problems.append(f"--copy applies to 'nnunet' only ('{kind}' is always written anew)")
+    if options.channels is not None and kind not in CHANNEL_KINDS:
+        problems.append(f"--channels applies to {', '.join(CHANNEL_KINDS)} only, not '{kind}'")
     if options.num_processes is not None and options.num_processes < 1:
         problems.append(f"-np must be at least 1, got {options.num_processes}")
     return problems
@@ -108,6 +117,7 @@ def convert(
     num_processes: int | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    channels: Sequence[str] | None = None,
 ) -> ConversionSummary:
     """Convert a source dataset into the raw dataset folder ``dataset_dir``.
 
@@ -115,7 +125,8 @@ def convert(
     atomically, and a re-run skips the cases that are finished; dataset.json comes last.
 
     Args:
-        kind: one of :func:`list_kinds` (``atlas``, ``png-slices``, ``npy``, ``nnunet``).
+        kind: one of :func:`list_kinds` (``atlas``, ``isles22``, ``png-slices``, ``npy``,
+            ``nnunet``).
         src: the source folder.
         dataset_dir: the raw dataset folder to write, ``<raw root>/<NAME>``.
         spacing_mm: ``(z, y, x)`` voxel size for sources without one (``png-slices``,
@@ -124,6 +135,8 @@ def convert(
         num_processes: worker processes (default :func:`default_processes`).
         overwrite: rewrite finished cases and remove files of another source.
         progress: show a progress bar.
+        channels: ``isles22`` only: channel keys in order (``dwi adc flair``; default
+            ``dwi adc``).
 
     Returns:
         What was done, with ``lines()`` to print.
@@ -135,7 +148,8 @@ def convert(
     if kind not in CONVERTERS:
         raise InvalidInputError(f"unknown source kind '{kind}' (known: {', '.join(CONVERTERS)})")
     spacing = None if spacing_mm is None else tuple(float(v) for v in spacing_mm)
-    options = ConvertOptions(spacing, copy, num_processes, overwrite, progress)
+    chosen = None if channels is None else tuple(str(c).lower() for c in channels)
+    options = ConvertOptions(spacing, copy, num_processes, overwrite, progress, chosen)
     problems = _option_problems(kind, options)
     if problems:
         raise InvalidInputError(problems)

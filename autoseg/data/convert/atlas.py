@@ -14,12 +14,14 @@ suffix (``_T1w`` / ``_label-L_desc-T1lesion_mask``).
 Case ids are the BIDS subject label without ``sub-`` (``sub-r001s001_ses-1`` ->
 ``r001s001``); ``_ses-<label>`` is appended for subjects with more than one session.
 Files without a ``sub-`` entity use their name before the suffix. Ids keep only
-``[A-Za-z0-9._-]`` (anything else becomes ``-``) and must be unique.
+``[A-Za-z0-9._-]`` (anything else becomes ``-``) and must be unique. The entities of
+BIDS-named cases (``sub``, ``ses``, ``space``) are recorded in ``case_sources.json``.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,12 +30,14 @@ from autoseg.data.convert.cases import (
     CaseTask,
     ConversionPlan,
     NiftiSource,
+    bids_case_id,
     duplicate_case_problems,
     is_test_path,
     safe_case_id,
 )
 from autoseg.data.errors import InvalidInputError
 from autoseg.data.io import NIFTI_ENDINGS, file_ending, strip_ending
+from autoseg.data.sources import CaseSource
 
 logger = logging.getLogger(__name__)
 
@@ -109,14 +113,9 @@ def _pair_problems(group: list[AtlasFile]) -> list[str]:
 
 def case_id_for(image: AtlasFile, multi_session: set[str]) -> str:
     """The case id of an image (see the module docstring)."""
-    entities = image.entities
-    subject = entities.get("sub")
-    if subject is None:
+    if "sub" not in image.entities:
         return safe_case_id(image.key)
-    session = entities.get("ses")
-    if subject in multi_session and session is not None:
-        return safe_case_id(f"{subject}_ses-{session}")
-    return safe_case_id(subject)
+    return bids_case_id(image.entities, multi_session)
 
 
 def _multi_session_subjects(images: list[AtlasFile]) -> set[str]:
@@ -128,20 +127,36 @@ def _multi_session_subjects(images: list[AtlasFile]) -> set[str]:
     return {subject for subject, found in sessions.items() if len(found) > 1}
 
 
-def _tasks(groups: dict[tuple, list[AtlasFile]]) -> list[CaseTask]:
+def _bids_root(path: Path) -> Path:
+    """The folder holding the image's ``sub-*`` folder (its own folder when flattened)."""
+    return next((p.parent for p in path.parents if p.name.startswith("sub-")), path.parent)
+
+
+def case_source(case_id: str, image: AtlasFile, mask: AtlasFile | None) -> CaseSource | None:
+    """The BIDS origin of a case (None for a file without a ``sub-`` entity)."""
+    if "sub" not in image.entities:
+        return None
+    root = _bids_root(image.path)
+    return CaseSource(case_id, image.entities, "imagesTs" if image.is_test else "imagesTr",
+                      str(root.resolve()), {"T1w": os.path.relpath(image.path, root)},
+                      None if mask is None else os.path.relpath(mask.path, root))  # fmt: skip
+
+
+def _tasks(groups: dict[tuple, list[AtlasFile]]) -> tuple[list[CaseTask], list[CaseSource]]:
     images = [item for group in groups.values() for item in group if not item.is_mask]
     multi_session = _multi_session_subjects(images)
-    tasks = []
+    tasks, sources = [], []
     for group in groups.values():
         image = next((item for item in group if not item.is_mask), None)
         mask = next((item for item in group if item.is_mask), None)
         if image is None or (mask is None and not image.is_test):
             continue  # reported by _pair_problems
         mask_source = None if image.is_test else NiftiSource(mask.path)
-        tasks.append(
-            CaseTask(case_id_for(image, multi_session), (NiftiSource(image.path),), mask_source)
-        )
-    return sorted(tasks, key=lambda task: (task.is_test, task.case_id))
+        case_id = case_id_for(image, multi_session)
+        tasks.append(CaseTask(case_id, (NiftiSource(image.path),), mask_source))
+        source = case_source(case_id, image, None if image.is_test else mask)
+        sources += [] if source is None else [source]
+    return sorted(tasks, key=lambda task: (task.is_test, task.case_id)), sources
 
 
 def plan(src: Path) -> ConversionPlan:
@@ -157,7 +172,7 @@ def plan(src: Path) -> ConversionPlan:
     groups, problems = _group(find_files(src))
     for group in groups.values():
         problems += _pair_problems(group)
-    tasks = _tasks(groups)
+    tasks, sources = _tasks(groups)
     problems += duplicate_case_problems(tasks, src)
     if not any(not task.is_test for task in tasks) and not problems:
         problems.append(f"{src}: no ATLAS training images ('*_T1w.nii.gz' outside 'Testing/')")
@@ -166,4 +181,5 @@ def plan(src: Path) -> ConversionPlan:
     ignored = sum(item.is_mask and item.is_test for g in groups.values() for item in g)
     if ignored:
         logger.info("ignored %d lesion mask(s) under Testing/ (test cases have no labels)", ignored)
-    return ConversionPlan(tuple(tasks), {"0": "T1w"}, {"kind": "atlas", "path": str(src.resolve())})
+    note = {"kind": "atlas", "path": str(src.resolve())}
+    return ConversionPlan(tuple(tasks), {"0": "T1w"}, note, tuple(sources))

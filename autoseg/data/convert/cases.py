@@ -15,6 +15,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from autoseg.data.records import ImageMeta
+from autoseg.data.sources import CaseSource
 
 FILE_ENDING = ".nii.gz"
 LABELS = {"background": 0, "lesion": 1}
@@ -74,6 +75,8 @@ class ConversionPlan:
     tasks: tuple[CaseTask, ...]
     channel_names: dict[str, str]
     source_note: dict[str, Any] = field(default_factory=dict)
+    case_sources: tuple[CaseSource, ...] = ()
+    notes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -96,6 +99,7 @@ class ConversionSummary:
         skipped: cases already finished by an earlier run.
         binarised_masks: masks whose values or type changed on the way to uint8 {0, 1}.
         linked: True when the dataset folder is a symlink to the source.
+        notes: lines saying what was done to the data beyond copying (resampling).
     """
 
     kind: str
@@ -106,6 +110,7 @@ class ConversionSummary:
     skipped: int
     binarised_masks: int = 0
     linked: bool = False
+    notes: tuple[str, ...] = ()
 
     def lines(self) -> list[str]:
         """Human-readable lines for the CLI."""
@@ -115,6 +120,7 @@ class ConversionSummary:
             f"  training cases: {self.training_cases}, test cases: {self.test_cases}",
             f"  written now: {self.converted}, already finished: {self.skipped}",
             f"  masks binarised: {self.binarised_masks}",
+            *(f"  {note}" for note in self.notes),
         ]
 
 
@@ -131,6 +137,15 @@ def array_affine(spacing_mm: tuple[float, float, float]) -> np.ndarray:
     """
     z, y, x = (float(v) for v in spacing_mm)
     return np.diag([-x, -y, z, 1.0])
+
+
+def bids_case_id(entities: dict[str, str], multi_session: set[str]) -> str:
+    """The case id of a BIDS source: the subject label, ``_ses-<label>`` appended for a
+    subject with several sessions (``sub-r001s001_ses-1`` -> ``r001s001``)."""
+    subject, session = entities["sub"], entities.get("ses")
+    if subject in multi_session and session is not None:
+        return safe_case_id(f"{subject}_ses-{session}")
+    return safe_case_id(subject)
 
 
 def safe_case_id(name: str) -> str:

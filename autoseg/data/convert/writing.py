@@ -36,6 +36,7 @@ from autoseg.data.errors import InvalidInputError
 from autoseg.data.io import write_label, write_volume
 from autoseg.data.layout import DatasetJson, write_dataset_json
 from autoseg.data.resources import default_workers, worker_pool
+from autoseg.data.sources import write_case_sources
 
 logger = logging.getLogger(__name__)
 
@@ -248,6 +249,7 @@ def write_plan(
         file_ending=FILE_ENDING,
         extra={"source": plan.source_note},
     )
+    write_case_sources(dataset_dir, list(plan.case_sources))
     write_dataset_json(dataset_dir, dataset_json)
     skipped = sum(r.skipped for r in results)
     return ConversionSummary(
@@ -258,4 +260,5 @@ def write_plan(
         converted=len(results) - skipped,
         skipped=skipped,
         binarised_masks=binarised,
+        notes=plan.notes,
     )
