@@ -17,7 +17,7 @@ import torch
 from autoseg.inference.settings import InferenceSettings
 from autoseg.inference.sliding_window import NetworkFn, sliding_window_inference
 from autoseg.inference.tta import Axes, mirror_combinations, mirrored
-from autoseg.networks.base import flushed_denormals
+from autoseg.networks.base import channels_last, flushed_denormals, to_channels_last
 
 
 def mirror_set(settings: InferenceSettings) -> list[Axes]:
@@ -39,10 +39,22 @@ def _autocast(network_fn: NetworkFn, device: torch.device) -> NetworkFn:
     return predict
 
 
+def _channels_last(network_fn: NetworkFn) -> NetworkFn:
+    """Feed 3D windows channels-last (see :func:`~autoseg.networks.base.channels_last`)."""
+
+    def predict(inputs: torch.Tensor) -> torch.Tensor:
+        return network_fn(channels_last(inputs))
+
+    return predict
+
+
 def network_function(network: Callable, settings: InferenceSettings) -> NetworkFn:
-    """The network wrapped for inference: mirroring TTA, and autocast when asked."""
+    """The network wrapped for inference: channels-last 3D windows (a module's 3D weights
+    are made channels-last too), mirroring TTA, and autocast when asked."""
     combinations = mirror_set(settings)
     device = torch.device(settings.device)
+    if settings.dim == 3 and isinstance(network, torch.nn.Module):
+        network = _channels_last(to_channels_last(network))
     fn = network if combinations == [()] else mirrored(network, combinations)
     return _autocast(fn, device) if settings.amp and device.type == "cuda" else fn
 

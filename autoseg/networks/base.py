@@ -141,6 +141,25 @@ def _recorder(name: str, records: list[FeatureMap]) -> Callable[[nn.Module, tupl
     return hook
 
 
+def channels_last(tensor: torch.Tensor) -> torch.Tensor:
+    """A 5D ``(B, C, Z, Y, X)`` tensor in channels-last memory order (others unchanged).
+
+    oneDNN's 3D convolutions are much faster channels-last on the CPU: measured here on a
+    2-core machine, the backward of an 8-channel 3x3x3 convolution at 40x56x40 took 65 ms
+    contiguous and 19 ms channels-last, and a whole 3d_hybrid training step 0.32 s against
+    0.20 s with two threads. Values are unchanged; only the strides differ.
+    """
+    if tensor.ndim != 5:
+        return tensor
+    return tensor.contiguous(memory_format=torch.channels_last_3d)
+
+
+def to_channels_last(module: nn.Module) -> nn.Module:
+    """Put a module's 5D weights (3D convolutions) channels-last, in place (see
+    :func:`channels_last`); a network without 3D convolutions is left as it is."""
+    return module.to(memory_format=torch.channels_last_3d)
+
+
 @contextlib.contextmanager
 def flushed_denormals(device: torch.device | str) -> Iterator[None]:
     """Treat subnormal floats as zero while torch computes on the CPU, then restore.

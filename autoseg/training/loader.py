@@ -203,6 +203,7 @@ def _sampler(
     slices: int,
     oversample_foreground: float,
     read_size: Sequence[int] | None,
+    per_lesion: float = 0.0,
 ) -> PatchSampler:
     if len(patch_size) not in (2, 3):
         raise ValueError(f"patch_size must have 2 or 3 entries, got {list(patch_size)}")
@@ -219,6 +220,7 @@ def _sampler(
         oversample_foreground=float(oversample_foreground),
         context=(slices - 1) // 2,
         sample_size=None if read_size is None else tuple(int(s) for s in read_size),
+        per_lesion=float(per_lesion),
     )
 
 
@@ -231,6 +233,7 @@ def make_training_loader(
     slices: int = 1,
     augmentation: dict[str, Any] | None = None,
     oversample_foreground: float = 0.33,
+    per_lesion: float = 0.0,
     num_workers: int | None = None,
     seed: int = 0,
     start: int = 0,
@@ -249,6 +252,8 @@ def make_training_loader(
         augmentation: the plans' ``augmentation`` entry; None = defaults, ``{"off": True}``
             = no augmentation at all.
         oversample_foreground: fraction of each batch forced to contain foreground.
+        per_lesion: share of the forced patches centred on a lesion drawn uniformly among
+            the case's lesions (see :func:`~autoseg.training.sampling.foreground_voxel`).
         num_workers: background processes; None = :func:`default_num_workers`, 0 = make
             batches in this process (tests, debugging).
         seed: seeds the batch sequence (independent of ``num_workers``).
@@ -269,7 +274,14 @@ def make_training_loader(
     transforms = None if off else build_transforms(augmentation, patch_size, dim)
     read_size = None if off else sample_size(patch_size, augmentation, dim)
     sampler = _sampler(
-        cache_folder, case_ids, patch_size, batch_size, slices, oversample_foreground, read_size
+        cache_folder,
+        case_ids,
+        patch_size,
+        batch_size,
+        slices,
+        oversample_foreground,
+        read_size,
+        per_lesion,
     )
     if num_workers is None:
         channels = CaseReader(Path(cache_folder)).case(sampler.case_ids[0]).data.shape[0]

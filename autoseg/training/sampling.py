@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import cc3d
 import numpy as np
 
 from autoseg.data.errors import InvalidInputError
@@ -109,9 +110,19 @@ class CaseReader:
     def __init__(self, folder: Path):
         self.folder = Path(folder)
         self._cases: dict[str, PreprocessedCase] = {}
+        self._lesions: dict[str, dict[int, np.ndarray]] = {}
 
     def __getstate__(self) -> dict:
-        return {"folder": self.folder, "_cases": {}}
+        return {"folder": self.folder, "_cases": {}, "_lesions": {}}
+
+    def lesion_ids(self, case_id: str) -> dict[int, np.ndarray]:
+        """Per class, the lesion (26-connected component) of each stored foreground
+        coordinate, so a patch can be centred on a lesion drawn uniformly (computed once
+        per case and process from the cached labels)."""
+        if case_id not in self._lesions:
+            case = self.case(case_id)
+            self._lesions[case_id] = lesion_ids_of(case)
+        return self._lesions[case_id]
 
     def case(self, case_id: str) -> PreprocessedCase:
         """The memory-mapped case, opened on first use.
@@ -173,14 +184,44 @@ def centred_start(centre: int, extent: int, length: int) -> int:
     return int(np.clip(centre - length // 2, low, high))
 
 
-def foreground_voxel(rng: np.random.Generator, case: PreprocessedCase) -> np.ndarray | None:
+def lesion_ids_of(case: PreprocessedCase) -> dict[int, np.ndarray]:
+    """Component id (26-connectivity) of every stored foreground coordinate, per class."""
+    out = {}
+    for label, points in case.properties.foreground_coordinates.items():
+        points = np.asarray(points, dtype=np.int64).reshape(-1, 3)
+        if len(points) == 0:
+            out[label] = np.zeros(0, np.int64)
+            continue
+        components = cc3d.connected_components(np.asarray(case.seg[0]) == label, connectivity=26)
+        out[label] = components[tuple(points.T)].astype(np.int64)
+    return out
+
+
+def foreground_voxel(
+    rng: np.random.Generator,
+    case: PreprocessedCase,
+    lesion_ids: dict[int, np.ndarray] | None = None,
+    per_lesion: float = 0.0,
+) -> np.ndarray | None:
     """A stored foreground coordinate ``(z, y, x)`` of a class drawn uniformly among the
-    classes present in the case, or None when it has none (then a random patch is used)."""
+    classes present in the case, or None when it has none (then a random patch is used).
+
+    With probability ``per_lesion`` the voxel is drawn from a lesion chosen uniformly among
+    the case's lesions instead of uniformly among its voxels: a voxel draw centres patches
+    on the largest lesion nearly every time, and a 0.1 ml satellite beside a 40 ml infarct
+    would almost never be the centre of a patch.
+    """
     coordinates = case.properties.foreground_coordinates
     present = sorted(c for c, points in coordinates.items() if len(points) > 0)
     if not present:
         return None
-    points = coordinates[present[int(rng.integers(len(present)))]]
+    label = present[int(rng.integers(len(present)))]
+    points = coordinates[label]
+    if lesion_ids is not None and per_lesion > 0 and rng.random() < per_lesion:
+        ids = lesion_ids[label]
+        lesion = rng.choice(np.unique(ids))
+        members = np.flatnonzero(ids == lesion)
+        return np.asarray(points[int(members[rng.integers(members.size)])])
     return np.asarray(points[int(rng.integers(len(points)))])
 
 
@@ -194,6 +235,8 @@ class PatchSampler:
         patch_size: ``(Pz, Py, Px)`` for 3D, ``(Py, Px)`` for 2D / 2.5D.
         batch_size: patches per batch.
         oversample_foreground: fraction of each batch forced to contain foreground.
+        per_lesion: share of the forced patches centred on a lesion drawn uniformly among the
+            case's lesions (the rest on a foreground voxel drawn uniformly).
         context: ``T`` slices on each side of the centre slice (2D only; 0 = single slice).
         sample_size: the (larger) size actually cut, centred on the patch, so a later
             spatial transform has a border; None = ``patch_size``.
@@ -206,6 +249,7 @@ class PatchSampler:
     oversample_foreground: float = 0.33
     context: int = 0
     sample_size: tuple[int, ...] | None = None
+    per_lesion: float = 0.0
 
     @property
     def dim(self) -> int:
@@ -219,12 +263,18 @@ class PatchSampler:
             return tuple(self.patch_size), tuple(sample)
         return (1, *self.patch_size), (2 * self.context + 1, *sample)
 
-    def patch_start(self, rng: np.random.Generator, case: PreprocessedCase, force: bool) -> list:
+    def patch_start(
+        self,
+        rng: np.random.Generator,
+        case: PreprocessedCase,
+        force: bool,
+        lesion_ids: dict[int, np.ndarray] | None = None,
+    ) -> list:
         """Origin ``(z, y, x)`` of the patch box: on a foreground voxel when forced and the
         case has one, uniformly random otherwise."""
         patch, _ = self.box_sizes()
         shape = case.data.shape[1:]
-        voxel = foreground_voxel(rng, case) if force else None
+        voxel = foreground_voxel(rng, case, lesion_ids, self.per_lesion) if force else None
         if voxel is None:
             return [random_start(rng, n, p) for n, p in zip(shape, patch, strict=True)]
         return [centred_start(int(c), n, p) for c, n, p in zip(voxel, shape, patch, strict=True)]
@@ -237,7 +287,8 @@ class PatchSampler:
         case_id = self.case_ids[int(rng.integers(len(self.case_ids)))]
         case = reader.case(case_id)
         try:
-            start = self.patch_start(rng, case, force)
+            ids = reader.lesion_ids(case_id) if force and self.per_lesion > 0 else None
+            start = self.patch_start(rng, case, force, ids)
         except Exception as error:
             raise CaseReadError(_describe(case_id, reader.folder, error)) from error
         patch, box = self.box_sizes()

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from autoseg.networks.base import flushed_denormals
+from autoseg.networks.base import channels_last, flushed_denormals
 from autoseg.training import checkpoint
 from autoseg.training.batches import Batch, BatchProvider
 from autoseg.training.distributed import SINGLE, DistContext, all_reduce_sum, unwrap
@@ -64,6 +64,8 @@ class TrainSettings:
         amp: mixed precision on CUDA (bf16 where supported, else fp16 with a GradScaler).
         gradient_clip: max gradient norm (None: no clipping).
         auxiliary_weight: weight of the network's ``auxiliary_loss()`` when it has one.
+        channels_last: 3D batches in channels-last memory order (the model's 3D weights
+            must be so too; see :func:`~autoseg.networks.base.channels_last`).
         metadata: plain values every checkpoint records (plans_id, configuration, network).
     """
 
@@ -72,6 +74,7 @@ class TrainSettings:
     amp: bool = True
     gradient_clip: float | None = 12.0
     auxiliary_weight: float = 0.1
+    channels_last: bool = False
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
@@ -195,7 +198,7 @@ class Trainer:
     def train_step(self, batch: Batch) -> float:
         """Forward, deep-supervision loss (+ auxiliary loss), backward, clip, step."""
         self.model.train()
-        data = batch["data"].to(self.device, non_blocking=True)  # (B, C, *patch)
+        data = self._inputs(batch["data"])  # (B, C, *patch)
         target = batch["target"].to(self.device, non_blocking=True)  # (B, 1, *patch)
         self.optimizer.zero_grad(set_to_none=True)
         with self.autocast():
@@ -221,7 +224,7 @@ class Trainer:
         for index, batch in enumerate(self.validation):
             if index % self.context.world_size != self.context.rank:
                 continue
-            data, target = batch["data"].to(self.device), batch["target"].to(self.device)
+            data, target = self._inputs(batch["data"]), batch["target"].to(self.device)
             with self.autocast():
                 logits = self.network(data)  # (B, K, *patch)
             loss_sum += float(score(logits.float(), target))
@@ -237,6 +240,10 @@ class Trainer:
         counts = all_reduce_sum(counts, self.context)
         val_loss = float(losses[0] / losses[1]) if losses[1] > 0 else math.nan
         return {"val_loss": val_loss, "pseudo_dice": pseudo_dice(counts)}
+
+    def _inputs(self, data: torch.Tensor) -> torch.Tensor:
+        data = data.to(self.device, non_blocking=True)
+        return channels_last(data) if self.settings.channels_last else data
 
     def _classes(self) -> int:
         return int(getattr(self.network, "num_classes", 2))
