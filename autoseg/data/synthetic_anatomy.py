@@ -257,7 +257,7 @@ def build_anatomy(
     labels[(csf & brain) | ventricles] = CSF
     maps = LesionMaps.empty(sub.shape)
     if plan.lesion is not None:
-        around = _surroundings(sub, brain, depth, ventricles, coords[2])
+        around = _surroundings(sub, brain & (labels != CSF), depth, ventricles, coords[2])
         maps = place_lesions(sub, plan.lesion, around, rngs["lesions"])
     base = labels.copy()
     labels[maps.mask] = LESION
@@ -267,7 +267,8 @@ def build_anatomy(
 def _surroundings(
     grid: Grid, brain: np.ndarray, depth: np.ndarray, ventricles: np.ndarray, x: np.ndarray
 ) -> Surroundings:
-    """Depth, distance to the ventricles and the voxels a lesion may take (not ventricle)."""
+    """Depth, distance to the ventricles and the voxels a lesion may take: brain tissue,
+    not CSF (a lesion is damaged tissue; one grown over sulcal CSF looked like CSF)."""
     if ventricles.any():
         ventricle_mm = ndimage.distance_transform_edt(~ventricles, sampling=grid.spacing_mm)
     else:
