@@ -142,29 +142,29 @@ def score(work: Path, predictions: Path) -> dict:
 
 
 def autoseg_row(work: Path, configuration: str, minutes: float) -> dict:
-    """Train fold all for ``minutes``, predict the test set, score it."""
+    """Train fold all for ``minutes``, predict the test set (with and without mirroring
+    TTA), score both."""
     run_dir = work / "runs" / f"autoseg_{configuration}_{minutes:g}"
     run_dir.mkdir(parents=True, exist_ok=True)
     env = {**environment(work), "AUTOSEG_RESULTS": str(run_dir / "results")}
-    train_seconds = run(
-        [
-            str(BIN / "autoseg_train"),
-            "LC",
-            configuration,
-            "all",
-            "--max-minutes",
-            f"{minutes:g}",
-            "--skip-validation",
-            "--no-progress",
-            "--overwrite",
-        ],
-        run_dir / "train.log",
-        env,
-    )
+    train = [
+        str(BIN / "autoseg_train"),
+        "LC",
+        configuration,
+        "all",
+        "--max-minutes",
+        f"{minutes:g}",
+        "--skip-validation",
+        "--no-progress",
+        "--overwrite",
+    ]
+    train_seconds = run(train, run_dir / "train.log", env)
     images = work / "home" / "raw" / "LC_test" / "imagesTr"
-    predictions = run_dir / "predictions"
-    predict_seconds = run(
-        [
+    cases = len(list(images.iterdir()))
+    row: dict = {"train_seconds": train_seconds, "epochs": epochs_of(run_dir, configuration)}
+    for suffix, flags in (("", []), ("_no_tta", ["--disable-tta"])):
+        predictions = run_dir / f"predictions{suffix}"
+        predict = [
             str(BIN / "autoseg_predict"),
             "-i",
             str(images),
@@ -178,31 +178,29 @@ def autoseg_row(work: Path, configuration: str, minutes: float) -> dict:
             "all",
             "--overwrite",
             "--no-progress",
-        ],
-        run_dir / "predict.log",
-        env,
-    )
+            *flags,
+        ]
+        seconds = run(predict, run_dir / f"predict{suffix}.log", env)
+        scores = {"predict_seconds_per_case": seconds / max(1, cases), **score(work, predictions)}
+        row.update({f"{key}{suffix}": value for key, value in scores.items()})
+    return row
+
+
+def epochs_of(run_dir: Path, configuration: str) -> int:
+    """Epochs the run trained (rows of its training log)."""
     log = run_dir / "results" / "LC" / configuration / "fold_all" / "training_log.csv"
-    epochs = max(0, len(log.read_text().splitlines()) - 1) if log.is_file() else 0
-    cases = len(list(images.iterdir()))
-    return {
-        "train_seconds": train_seconds,
-        "epochs": epochs,
-        "predict_seconds_per_case": predict_seconds / max(1, cases),
-        **score(work, predictions),
-    }
+    return max(0, len(log.read_text().splitlines()) - 1) if log.is_file() else 0
 
 
 def nnunet_row(work: Path, minutes: float, python: str) -> dict:
-    """nnU-Net v2 at the same budget with a CPU-feasible plan (benchmarks/nnunet_peer.py)."""
+    """nnU-Net v2 at the same budget with a CPU-feasible plan (benchmarks/nnunet_peer.py),
+    predicted without mirroring TTA (with it, 5 minutes per case on this CPU)."""
     sys.path.insert(0, str(Path(__file__).parent))
     from nnunet_peer import run_peer
 
-    run_dir = work / "runs" / f"nnunet_3d_fullres_{minutes:g}"
     raw = work / "home" / "raw"
-    summary = run_peer(
-        raw / "LC", raw / "LC_test" / "imagesTr", run_dir, minutes, nnunet_python=python
-    )
+    summary = run_peer(raw / "LC", raw / "LC_test" / "imagesTr", work / "nnunet", minutes,
+                       nnunet_python=python, tta=False)  # fmt: skip
     return {**summary, **score(work, Path(summary["predictions"]))}
 
 
@@ -247,7 +245,8 @@ def format_rows(rows: list[dict]) -> str:
             f"{row['tool']:<8} {row['configuration']:<13} {row['minutes']:>4g} "
             f"{row.get('epochs', 0):>6} {row['dice']:.3f}  {row['lesion_f1']:.3f}  "
             f"{row['abs_volume_diff_ml']:7.2f} {cells}  "
-            f"{row.get('predict_seconds_per_case', float('nan')):6.1f}"
+            f"{row.get('predict_seconds_per_case', float('nan')):6.1f}  "
+            f"{row.get('dice_no_tta', row['dice']):.3f}"
         )
     return "\n".join(lines)
 
@@ -257,7 +256,8 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
     figure, axes = plt.subplots(1, 2, figsize=(10, 4))
     series: dict[str, list[dict]] = {}
     for row in rows:
-        series.setdefault(f"{row['tool']} {row['configuration']}", []).append(row)
+        tta = " (no TTA)" if row["tool"] == "nnunet" else ""
+        series.setdefault(f"{row['tool']} {row['configuration']}{tta}", []).append(row)
     for name, points in sorted(series.items()):
         points.sort(key=lambda r: r["minutes"])
         minutes = [p["minutes"] for p in points]

@@ -106,7 +106,8 @@ def test_report_renders_with_all_images_and_no_console_errors(
 ) -> None:
     html = full_report.read_text(encoding="utf-8")
     images, broken, errors, messages, stderr = probe(chromium, html, tmp_path / "probe")
-    assert images == html.count("<img ") == 5
+    # histogram, training curves, lesion-volume scatter and three case overlays
+    assert images == html.count("<img ") == 6
     assert broken == 0
     assert errors == 0, messages
     console = [line for line in stderr.splitlines() if "CONSOLE" in line]
@@ -119,7 +120,7 @@ def test_probe_detects_a_broken_image(chromium: str, full_report: Path, tmp_path
         r'<img src="[^"]*"', '<img src="data:image/png;base64,AAAA"', html, count=1
     )
     images, broken, errors, _, _ = probe(chromium, broken_html, tmp_path / "probe")
-    assert (images, broken) == (5, 1)
+    assert (images, broken) == (6, 1)
     assert errors >= 1  # the failed load is reported as an error event
 
 

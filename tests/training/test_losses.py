@@ -78,3 +78,21 @@ def test_symmetry_loss_is_zero_only_for_mirror_symmetric_slices() -> None:
     symmetric = torch.tensor([[[[1.0, 2.0, 2.0, 1.0]]]])
     assert symmetry_loss(symmetric).item() == 0.0
     assert symmetry_loss(torch.tensor([[[[1.0, 2.0, 3.0, 4.0]]]])).item() == pytest.approx(2.0)
+
+
+def test_lesion_dice_weighs_a_missed_small_lesion_like_a_found_large_one() -> None:
+    from autoseg.training.losses import lesion_dice, lesion_labels
+
+    target = torch.zeros(1, 1, 12, 12, 12, dtype=torch.long)
+    target[0, 0, 1:7, 1:7, 1:7] = 1  # 216 voxels, found
+    target[0, 0, 10:11, 10:11, 10:11] = 1  # 1 voxel, missed
+    foreground = (target > 0).float()
+    foreground[0, 0, 10, 10, 10] = 0.0
+    lesions = lesion_labels(target)
+    assert int(lesions.max()) == 2
+    valid = torch.ones_like(foreground)
+    assert lesion_dice(foreground, lesions, valid).item() == pytest.approx(0.5, abs=1e-4)
+    one_hot = torch.cat([1 - foreground, foreground], 1)
+    batch = soft_dice_per_class(one_hot, torch.cat([1 - target, target], 1).float(), valid)[1]
+    assert batch.item() > 0.99  # the batch Dice barely notices the missed lesion
+    assert lesion_dice(foreground, torch.zeros_like(lesions), valid).item() == 1.0

@@ -172,3 +172,26 @@ def test_missing_cache_files_are_named_before_sampling(tmp_path: Path) -> None:
         check_cache(tmp_path, [*ids, "nope"])
     with pytest.raises(InvalidInputError, match=r"nope\.npz"):
         check_cache(tmp_path, ["nope"])
+
+
+def test_per_lesion_sampling_centres_small_lesions_as_often_as_large_ones(
+    tmp_path: Path,
+) -> None:
+    from autoseg.training.sampling import foreground_voxel
+
+    seg = np.zeros((1, 20, 24, 22), np.int8)
+    seg[0, 2:12, 2:12, 2:12] = 1  # 1000 voxels
+    seg[0, 16:18, 18:20, 18:20] = 1  # 8 voxels
+    save_arrays(tmp_path, "a", coordinate_volume(seg.shape[1:]), seg)
+    reader = CaseReader(tmp_path)
+    case, ids = reader.case("a"), reader.lesion_ids("a")
+    assert sorted(np.unique(ids[1], return_counts=True)[1].tolist()) == [8, 992]  # capped 1000
+    rng = np.random.default_rng(0)
+
+    def small_share(per_lesion: float) -> float:
+        voxels = [foreground_voxel(rng, case, ids, per_lesion) for _ in range(2000)]
+        return float(np.mean([v[0] >= 16 for v in voxels]))
+
+    assert small_share(0.0) < 0.02  # a voxel draw: 8 / 1000 of the time
+    assert small_share(1.0) == pytest.approx(0.5, abs=0.05)  # a lesion draw: half
+    assert small_share(0.5) == pytest.approx(0.25, abs=0.05)
