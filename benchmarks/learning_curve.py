@@ -5,7 +5,7 @@ Usage::
     python benchmarks/learning_curve.py --work-dir /tmp/lc [--kind atlas] \\
         [--train-cases 40] [--test-cases 20] [--minutes 5 10 20 40] \\
         [--configurations 3d_hybrid 2.5d_unet 2d_lcnn] [--nnunet-python PY] \\
-        [--plot docs/images/learning_curve.png]
+        [--plot docs/images/learning_curve.png] [--tools autoseg nnunet]
 
 Makes a training set and a held-out test set (another seed: other subjects, other site
 looks) with the harder synthetic generator, converts and plans the training set with
@@ -210,8 +210,10 @@ def row_path(work: Path, tool: str, configuration: str, minutes: float) -> Path:
 
 def collect(args: argparse.Namespace, work: Path) -> list[dict]:
     """Every (tool, configuration, budget) row, running the missing ones."""
-    jobs = [("autoseg", c, m) for c in args.configurations for m in args.minutes]
-    if args.nnunet_python:
+    jobs = []
+    if "autoseg" in args.tools:
+        jobs += [("autoseg", c, m) for c in args.configurations for m in args.minutes]
+    if "nnunet" in args.tools and args.nnunet_python:
         jobs += [("nnunet", "3d_fullres", m) for m in args.minutes]
     rows = []
     for tool, configuration, minutes in jobs:
@@ -293,6 +295,14 @@ def parse_args() -> argparse.Namespace:
         "--configurations", nargs="+", default=["3d_hybrid", "2.5d_unet", "2d_lcnn"]
     )
     parser.add_argument("--nnunet-python", help="python of a venv with nnunetv2 (the peer)")
+    parser.add_argument(
+        "--tools",
+        nargs="+",
+        choices=("autoseg", "nnunet"),
+        default=["autoseg", "nnunet"],
+        help="run only these (two invocations sharing --work-dir, each under its own "
+        "`taskset -c N`, give both tools one core each at the same time)",
+    )
     parser.add_argument("--plot", type=Path, help="write the learning-curve PNG here")
     return parser.parse_args()
 

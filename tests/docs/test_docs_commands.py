@@ -36,6 +36,7 @@ import torch
 
 from autoseg import cli
 from autoseg.planning import device
+from autoseg.planning.rules import CPU_TRAINING
 from tests.docs.doc_commands import DOCS_DIR, DocCommand, doc_pages, expand, page_commands
 from tests.docs.doc_world import CPU_GFLOPS_PER_ITERATION, budget_argv, ensure_sources, localize
 
@@ -106,7 +107,9 @@ def test_plans_example_has_the_real_fields() -> None:
     assert set(example) == set(golden)
     shown, real = example["configurations"]["3d_hybrid"], golden["configurations"]["3d_hybrid"]
     assert set(shown) == set(real)
-    for key in ("training", "augmentation", "inference", "preprocessing", "memory_estimate"):
+    # the example is a CPU plan: the golden (GPU) training keys plus the CPU overrides
+    assert set(shown["training"]) == set(real["training"]) | set(CPU_TRAINING)
+    for key in ("augmentation", "inference", "preprocessing", "memory_estimate"):
         assert set(shown[key]) == set(real[key]), key
     assert set(shown["network"]["kwargs"]) == set(real["network"]["kwargs"])
     for key in [*golden, *real, *real["training"], *real["augmentation"], *real["inference"]]:

@@ -15,6 +15,7 @@ from autoseg.data.atomic import read_json
 from autoseg.data.errors import InvalidInputError
 from autoseg.inference.tiles import window_starts
 from autoseg.networks import build_network
+from autoseg.planning import rules
 from autoseg.planning.device import Budget, resolve_budget
 from autoseg.planning.planner import plan_from_fingerprint, tiling_patch_ladder_3d
 from autoseg.planning.plans import apply_overrides, load_plans, write_plans
@@ -261,3 +262,19 @@ def test_plan_dataset_writes_fingerprint_and_plans(tiny_dataset: Path, tmp_path:
     assert written.plans_id == plans.plans_id
     assert written.configuration("2d_lcnn")["batch_size"] == 3
     assert (tmp_path / "pre" / "Tiny" / "fingerprint.json").is_file()
+
+
+@pytest.mark.parametrize(
+    ("spacing", "modality", "expected"),
+    [
+        ([6.0, 2.0, 2.0], "CT", "3d_hybrid"),  # slice/pixel ratio exactly 3: still 3D
+        ([6.5, 2.0, 2.0], "CT", "2d_lcnn"),
+        ([6.0, 1.0, 1.0], "DWI", "2.5d_unet"),
+        ([1.0, 1.0, 1.0], "CT", "3d_hybrid"),
+    ],
+)
+def test_thick_slices_start_above_a_ratio_of_three(
+    spacing: list[float], modality: str, expected: str
+) -> None:
+    fingerprint = {"spacing_mm": {"median": spacing}, "channels": [{"modality": modality}]}
+    assert rules.recommended_configuration(fingerprint) == expected
