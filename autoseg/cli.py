@@ -305,6 +305,9 @@ def train_parser() -> argparse.ArgumentParser:
                              "its end inside the budget")  # fmt: skip
     parser.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cuda, cpu")
     parser.add_argument("-nw", "--num-workers", type=int, help="loader processes (0: inline)")
+    parser.add_argument("--augment-on", choices=("auto", "cpu", "device"), default="auto",
+                        help="where augmentation runs: loader workers (cpu), the training "
+                             "device after the copy (device), auto: device on CUDA")  # fmt: skip
     parser.add_argument("--pretrained", type=Path, help="checkpoint to initialise from")
     parser.add_argument("--freeze", choices=("encoder",), help="freeze part of the network")
     parser.add_argument("--tracker", choices=("mlflow", "wandb"), help="also log to a tracker")
@@ -368,6 +371,7 @@ def _train_options(args: argparse.Namespace, environ: Mapping[str, str]):
         iterations_per_epoch=args.iters_per_epoch,
         device=args.device,
         num_workers=args.num_workers,
+        augment_on=args.augment_on,
         continue_training=args.continue_training,
         overwrite=args.overwrite,
         pretrained=args.pretrained,

@@ -53,6 +53,7 @@ from autoseg.training.trainer import Trainer, TrainSettings
 
 BUDGET_EPOCH_CAP = 1000  # the most epochs a --max-minutes run may fit into its budget
 NUM_FOLDS, MIN_FOLDS = 5, 2
+AUGMENT_ON = ("auto", "cpu", "device")
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,8 @@ class TrainOptions:
         max_minutes: stop after this much training and write the final checkpoint.
         early_stopping_patience: epochs without EMA-Dice improvement before stopping.
         patch_growth: start with this fraction of the planned patch (None: off).
+        augment_on: ``cpu`` (loader workers), ``device`` (torch on the training device
+            after the copy; the workers only read and cut) or ``auto`` (device on CUDA).
         progress: show tqdm bars.
         distributed: this process's place in a DDP run.
     """
@@ -99,11 +102,16 @@ class TrainOptions:
     max_minutes: float | None = None
     early_stopping_patience: int | None = None
     patch_growth: float | None = None
+    augment_on: str = "auto"
     progress: bool = True
     distributed: DistContext = SINGLE
 
     def __post_init__(self) -> None:
         check_device(self.device)
+        if self.augment_on not in AUGMENT_ON:
+            raise InvalidInputError(
+                f"--augment-on {self.augment_on}: expected one of {', '.join(AUGMENT_ON)}"
+            )
         # 0 would silently fall back to the plans' value, -1 "finish" an untrained network.
         for flag, value in (("--epochs", self.epochs),
                             ("--iters-per-epoch", self.iterations_per_epoch)):  # fmt: skip
@@ -210,15 +218,26 @@ def _slices(config: dict[str, Any]) -> int:
     )
 
 
+def augments_on_device(option: str, device: torch.device) -> bool:
+    """``auto`` augments on CUDA devices (the loader's CPU cores then only read and cut)
+    and in the loader workers elsewhere."""
+    return option == "device" or (option == "auto" and device.type == "cuda")
+
+
 def make_batches(
-    data: FoldData, network: torch.nn.Module, options: TrainOptions, epochs: int
+    data: FoldData,
+    network: torch.nn.Module,
+    options: TrainOptions,
+    epochs: int,
+    on_device: bool = False,
 ) -> LoaderBatches:
     """Training batches from the loader module, growing the patch when asked."""
     from autoseg.training.loader import make_training_loader
 
     config, training = data.config, data.config["training"]
+    factory = functools.partial(make_training_loader, augment_on_device=on_device)
     make = functools.partial(
-        _loader_at, make_training_loader, data, options, training.get("oversample_foreground", 0.33)
+        _loader_at, factory, data, options, training.get("oversample_foreground", 0.33)
     )
     growth = None
     if options.patch_growth is not None:
@@ -361,10 +380,17 @@ def build_trainer(
         metadata={"plans_id": data.plans.plans_id, "configuration": data.configuration,
                   "network": data.config["network"], "dataset": data.dataset, "fold": str(fold)},
     )  # fmt: skip
+    on_device = augments_on_device(options.augment_on, device)
+    transform = None
+    if on_device:
+        from autoseg.training.device_augmentation import augment_on_device
+
+        transform = augment_on_device
     return Trainer(
-        model, loss, optimizer, schedule, make_batches(data, network, options, epochs),
+        model, loss, optimizer, schedule, make_batches(data, network, options, epochs, on_device),
         make_validation(data, options), settings, device,
         build_callbacks(workspace, data, fold, folder, options), options.distributed,
+        batch_transform=transform,
     )  # fmt: skip
 
 

@@ -1,15 +1,21 @@
-"""Training augmentation with batchgenerators, configured by the plans' ``augmentation`` entry.
+"""Training augmentation settings and the one parameter sampler both augmentation paths use.
 
-The entry is a plain dict (see :data:`DEFAULTS`; missing keys take the defaults, which
-follow nnU-Net's choices). Spatial transforms run first (rotation, scaling, optional
-elastic deformation, all around the patch centre, then a centre crop to the patch size),
-then intensity transforms, then mirroring. Labels are resampled with order 0 and padded
-with -1, so they stay integer and aligned with the image.
+The plans' ``augmentation`` entry is a plain dict (see :data:`DEFAULTS`; missing keys take
+the defaults, which follow nnU-Net's choices). Each sample's augmentation is drawn once by
+:func:`draw_parameters` into a :class:`SampleParameters` record, which either path applies:
+:mod:`~autoseg.training.cpu_augmentation` (numpy / scipy, in the loader workers) or
+:mod:`~autoseg.training.device_augmentation` (torch, on the training device after the
+host-to-device copy). Both therefore draw from the same distributions by construction.
+
+Order: spatial transforms (rotation, scaling, optional elastic deformation, all about the
+patch centre, then a centre crop to the patch size), intensity transforms (noise, blur,
+brightness, contrast, low resolution, gamma), mirroring. Labels are resampled with nearest
+neighbour and padded with -1, so they stay integer and aligned with the image.
 
 For 2D / 2.5D batches ``(B, C*k, Y, X)`` every transform is in-plane: the slice stack is
-moved as one image. For 3D data with ``rotation_axes == "in_plane"`` (thick slices) the
-spatial transform is applied slice by slice ("dummy 2D"): rotation and scaling in (Y, X)
-only, never across the thick Z axis.
+moved as one image and all its channels change alike. For 3D data with ``rotation_axes ==
+"in_plane"`` (thick slices) rotation, scaling and elastic deformation act in (Y, X) only,
+the same for every slice, never across the thick Z axis.
 """
 
 from __future__ import annotations
@@ -18,25 +24,12 @@ import copy
 import itertools
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from batchgenerators.augmentations.utils import rotate_coords_2d, rotate_coords_3d
-from batchgenerators.transforms.abstract_transforms import AbstractTransform, Compose
-from batchgenerators.transforms.color_transforms import (
-    BrightnessMultiplicativeTransform,
-    ContrastAugmentationTransform,
-    GammaTransform,
-)
-from batchgenerators.transforms.noise_transforms import (
-    GaussianBlurTransform,
-    GaussianNoiseTransform,
-)
-from batchgenerators.transforms.resample_transforms import SimulateLowResolutionTransform
-from batchgenerators.transforms.spatial_transforms import MirrorTransform, SpatialTransform
 
 from autoseg.planning.rules import AUGMENTATION_RANGES
-from autoseg.training.sampling import SEG_PAD
 
 # Defaults (nnU-Net-like). Ranges are [low, high]; a null range or probability 0 disables
 # a transform. "probability" is the per-sample chance of every transform unless
@@ -57,9 +50,6 @@ DEFAULTS: dict[str, Any] = {
     },
 }
 INTERPOLATION_MARGIN = 2  # voxels of slack around the sampled coordinates
-# Images are interpolated linearly: a cubic spline first prefilters the whole enlarged cut
-# (several times the patch), which took most of a 3D batch's time in loader_speed.py.
-LINEAR = 1
 ANGLE_STEP = math.radians(5.0)
 
 
@@ -114,11 +104,11 @@ def max_zoom_out(settings: dict[str, Any]) -> float:
 def _corner_extent(patch: Sequence[int], angles: tuple[float, float]) -> np.ndarray:
     """Largest |coordinate| per axis of the patch corners over rotations in ``angles``.
 
-    Uses batchgenerators' own rotation functions on a grid of angles at most
-    :data:`ANGLE_STEP` apart (extremes and 0 included), so the bound matches the transform
-    that will run; between grid points it can be exceeded by a fraction of a voxel, which
-    the interpolation margin covers. Wide 3D ranges use the exact bound instead: no
-    rotation moves a corner farther than the half-diagonal.
+    Uses :func:`rotation_matrix` (the transform that will run) on a grid of angles at most
+    :data:`ANGLE_STEP` apart (extremes and 0 included); between grid points it can be
+    exceeded by a fraction of a voxel, which the interpolation margin covers. Wide 3D
+    ranges use the exact bound instead: no rotation moves a corner farther than the
+    half-diagonal.
     """
     half = (np.asarray(patch, dtype=float) - 1) / 2
     corners = np.array(list(itertools.product(*[(-h, h) for h in half]))).T  # (d, 2**d)
@@ -126,10 +116,8 @@ def _corner_extent(patch: Sequence[int], angles: tuple[float, float]) -> np.ndar
         return np.full(3, np.linalg.norm(half))
     steps = max(2, math.ceil((angles[1] - angles[0]) / ANGLE_STEP) + 1)
     grid = np.unique(np.r_[np.linspace(angles[0], angles[1], steps), 0.0])
-    if len(patch) == 2:
-        rotated = [rotate_coords_2d(corners, angle) for angle in grid]
-    else:
-        rotated = [rotate_coords_3d(corners, *c) for c in itertools.product(grid, repeat=3)]
+    combos = itertools.product(grid, repeat=1 if len(patch) == 2 else 3)
+    rotated = [rotation_matrix(angles) @ corners for angles in combos]
     return np.abs(np.stack(rotated)).max(axis=(0, 2))
 
 
@@ -161,105 +149,191 @@ def sample_size(
     return tuple(patch[: len(patch) - len(grown)] + grown)
 
 
-class InPlane(AbstractTransform):
-    """Runs a 2D transform on 3D batches slice by slice: ``(B, C, Z, Y, X)`` is seen as
-    ``(B, C*Z, Y, X)`` so every slice gets the same in-plane rotation and scaling."""
-
-    def __init__(self, transform: AbstractTransform, keys: Sequence[str] = ("data", "seg")):
-        self.transform = transform
-        self.keys = tuple(keys)
-
-    def __call__(self, **batch: Any) -> dict[str, Any]:
-        shapes = {key: batch[key].shape for key in self.keys}
-        for key, shape in shapes.items():
-            batch[key] = batch[key].reshape(shape[0], shape[1] * shape[2], *shape[3:])
-        batch = self.transform(**batch)
-        for key, shape in shapes.items():
-            out = batch[key]
-            batch[key] = out.reshape(shape[0], shape[1], shape[2], *out.shape[2:])
-        return batch
+def rotation_matrix(angles: Sequence[float]) -> np.ndarray:
+    """The rotation of one angle (2D, in the plane of the last two axes) or three angles
+    (3D: about array axis 0, then 1, then 2), as a ``(d, d)`` matrix in array axis order."""
+    if len(angles) == 1:
+        c, s = math.cos(angles[0]), math.sin(angles[0])
+        return np.array([[c, -s], [s, c]])
+    matrix = np.eye(3)
+    for axis, angle in enumerate(angles):
+        c, s = math.cos(angle), math.sin(angle)
+        i, j = [a for a in range(3) if a != axis]
+        turn = np.eye(3)
+        turn[i, i], turn[i, j], turn[j, i], turn[j, j] = c, -s, s, c
+        matrix = turn @ matrix
+    return matrix
 
 
-def spatial_transform(
-    settings: dict[str, Any], patch_size: Sequence[int], dim: int
-) -> AbstractTransform:
-    """Rotation / scaling / elastic deformation about the centre, then a centre crop."""
-    dims = spatial_dims(settings, dim)
-    angles = rotation_range(settings)
-    patch = tuple(patch_size) if dims == dim else tuple(patch_size[1:])
-    transform = SpatialTransform(
-        patch,
-        do_elastic_deform=bool(settings["elastic"]),
-        alpha=tuple(settings["elastic_alpha"]),
-        sigma=tuple(settings["elastic_sigma"]),
-        p_el_per_sample=probability(settings, "elastic"),
-        do_rotation=angles != (0.0, 0.0),
-        angle_x=angles,
-        angle_y=angles if dims == 3 else (0.0, 0.0),
-        angle_z=angles if dims == 3 else (0.0, 0.0),
-        p_rot_per_sample=probability(settings, "rotation"),
-        do_scale=_enabled(settings, "scale", "scale"),
-        scale=tuple(settings["scale"] or (1.0, 1.0)),
-        p_scale_per_sample=probability(settings, "scale"),
-        border_mode_data="constant",
-        border_cval_data=0.0,
-        order_data=LINEAR,
-        border_mode_seg="constant",
-        border_cval_seg=SEG_PAD,
-        order_seg=0,
-        random_crop=False,
-    )
-    return transform if dims == dim else InPlane(transform)
+@dataclass(frozen=True)
+class SampleParameters:
+    """Everything random about one sample's augmentation; either path applies it as is.
 
+    Per-channel entries hold one value per image channel for 3D data and a single value
+    (shared by every channel) for slice stacks. None means "did not fire".
 
-def intensity_transforms(settings: dict[str, Any], dim: int, in_plane: bool) -> list:
-    """Noise, blur, brightness, contrast, low resolution and gamma, each with its chance.
-
-    Slice stacks (2D) change all their slices alike (``per_channel`` off) so neighbouring
-    slices keep consistent intensities; 3D changes each image channel on its own.
+    Attributes:
+        axes: axes the spatial transform moves (2: in-plane or 2D, 3: 3D).
+        angles: rotation in radians (1 angle for in-plane, 3 for 3D), or None.
+        scale: coordinate scale (> 1 zooms out), or None.
+        elastic: coarse displacement field ``(d, *grid)`` in input voxels over the patch
+            (d = the spatial transform's axes), upsampled linearly to the patch, or None.
+        noise: ``(std, seed)`` of additive Gaussian noise, or None.
+        blur: per-channel Gaussian sigma in voxels (None entries: channel not blurred).
+        brightness: per-channel multiplier.
+        contrast: per-channel factor about the channel mean (range preserved).
+        low_resolution: per-channel zoom of the simulated low resolution (None: skipped).
+        gamma: per-channel gamma (intensities rescaled to [0, 1]; mean and std kept).
+        mirror: spatial axes to flip (0 = first spatial axis).
     """
-    per_channel = dim == 3
-    p = lambda name: probability(settings, name)  # noqa: E731
-    candidates = [
-        ("gaussian_noise_variance", "noise", lambda r: GaussianNoiseTransform(
-            r, p_per_sample=p("noise"), per_channel=False)),
-        ("gaussian_blur_sigma", "blur", lambda r: GaussianBlurTransform(
-            r, different_sigma_per_channel=per_channel, p_per_sample=p("blur"),
-            p_per_channel=0.5 if per_channel else 1.0)),
-        ("brightness", "brightness", lambda r: BrightnessMultiplicativeTransform(
-            r, per_channel=per_channel, p_per_sample=p("brightness"))),
-        ("contrast", "contrast", lambda r: ContrastAugmentationTransform(
-            r, per_channel=per_channel, p_per_sample=p("contrast"))),
-        ("low_resolution", "low_resolution", lambda r: SimulateLowResolutionTransform(
-            r, per_channel=per_channel, p_per_channel=0.5 if per_channel else 1.0,
-            p_per_sample=p("low_resolution"), ignore_axes=(0,) if in_plane else None)),
-        ("gamma", "gamma", lambda r: GammaTransform(
-            r, per_channel=per_channel, retain_stats=True, p_per_sample=p("gamma"))),
-    ]  # fmt: skip
-    enabled = [(key, make) for key, name, make in candidates if _enabled(settings, key, name)]
-    return [make(tuple(settings[key])) for key, make in enabled]
+
+    axes: int = 3
+    angles: tuple[float, ...] | None = None
+    scale: float | None = None
+    elastic: np.ndarray | None = None
+    noise: tuple[float, int] | None = None
+    blur: tuple[float | None, ...] | None = None
+    brightness: tuple[float, ...] | None = None
+    contrast: tuple[float, ...] | None = None
+    low_resolution: tuple[float | None, ...] | None = None
+    gamma: tuple[float, ...] | None = None
+    mirror: tuple[int, ...] = ()
+
+    @property
+    def spatial(self) -> bool:
+        """Whether the sample is resampled (otherwise the patch is a plain centre crop)."""
+        return self.angles is not None or self.scale is not None or self.elastic is not None
+
+    def matrix(self) -> np.ndarray:
+        """Output-to-input coordinate map about the centre, over the transform's axes."""
+        rotation = np.eye(self.axes) if self.angles is None else rotation_matrix(self.angles)
+        return rotation * (1.0 if self.scale is None else self.scale)
 
 
-def build_transforms(
-    augmentation: dict[str, Any] | None, patch_size: Sequence[int], dim: int
-) -> Compose:
-    """The batchgenerators pipeline for one configuration.
+@dataclass(frozen=True)
+class Deferred:
+    """A batch whose augmentation runs later on the device: what the worker drew for it.
 
-    Input batches hold ``data`` float32 ``(B, C, *sample_size)`` and ``seg`` ``(B, 1,
-    *sample_size)`` cut with :func:`sample_size`; the output is cropped to ``patch_size``.
-    The transforms draw from numpy's global random state (batchgenerators' design), so
-    seed it per batch for reproducible batches.
+    Attributes:
+        patch_size: the patch the device path resamples the larger cut to.
+        in_plane: 3D data transformed in (Y, X) only.
+        parameters: one record per sample.
+    """
+
+    patch_size: tuple[int, ...]
+    in_plane: bool
+    parameters: tuple[SampleParameters, ...]
+
+
+def _fires(rng: np.random.Generator, settings: dict[str, Any], key: str, name: str) -> bool:
+    """Draw whether one transform fires (always consuming one number, so that turning a
+    transform off does not shift the others' draws)."""
+    draw = rng.random()
+    return _enabled(settings, key, name) and draw < probability(settings, name)
+
+
+def _around_one(rng: np.random.Generator, low: float, high: float) -> float:
+    """Half the draws below 1 and half above when the range spans 1 (batchgenerators'
+    rule for scale, contrast and gamma: shrinking and growing equally often)."""
+    if low < 1 and rng.random() < 0.5:
+        return float(rng.uniform(low, min(high, 1.0)))
+    return float(rng.uniform(max(low, 1.0), high))
+
+
+def _elastic_field(
+    rng: np.random.Generator, settings: dict[str, Any], moved: Sequence[int]
+) -> np.ndarray:
+    """Control points every ``sigma`` voxels with the pointwise displacement spread of
+    batchgenerators' field (uniform noise in [-1, 1] smoothed by a Gaussian of ``sigma``,
+    times ``alpha``): a coarse field costs a tiny fraction of smoothing a full-size one."""
+    alpha = rng.uniform(*settings["elastic_alpha"])
+    sigma = rng.uniform(*settings["elastic_sigma"])
+    spread = alpha * math.sqrt(1 / 3) * (2 * math.sqrt(math.pi) * sigma) ** (-len(moved) / 2)
+    grid = [max(2, math.ceil((p - 1) / sigma) + 1) for p in moved]
+    return rng.normal(0.0, spread, size=(len(moved), *grid))
+
+
+def _per_channel(count: int, draw: Any) -> tuple:
+    return tuple(draw() for _ in range(count))
+
+
+def _spatial_parameters(
+    rng: np.random.Generator, settings: dict[str, Any], moved: Sequence[int]
+) -> dict[str, Any]:
+    low, high = rotation_range(settings)
+    angles = tuple(float(a) for a in rng.uniform(low, high, 1 if len(moved) == 2 else 3))
+    scale = _around_one(rng, *settings["scale"]) if _enabled(settings, "scale", "scale") else 1.0
+    out = {
+        "angles": angles if _fires(rng, settings, "rotation_deg", "rotation") else None,
+        "scale": scale if _fires(rng, settings, "scale", "scale") else None,
+    }
+    if settings.get("elastic") and _fires(rng, settings, "elastic", "elastic"):
+        out["elastic"] = _elastic_field(rng, settings, moved)
+    return out
+
+
+def _intensity_parameters(
+    rng: np.random.Generator, settings: dict[str, Any], channels: int, dim: int
+) -> dict[str, Any]:
+    """The intensity draws, each transform gated by its own per-sample chance; 3D draws
+    per channel (blur and low resolution each channel with chance 0.5), stacks once."""
+    n, p_channel = (channels, 0.5) if dim == 3 else (1, 1.0)
+    out: dict[str, Any] = {}
+    if _fires(rng, settings, "gaussian_noise_variance", "noise"):
+        # batchgenerators uses the drawn "variance" as the standard deviation; kept so.
+        std = rng.uniform(*settings["gaussian_noise_variance"])
+        out["noise"] = (float(std), int(rng.integers(2**31)))
+    if _fires(rng, settings, "gaussian_blur_sigma", "blur"):
+        sigma = lambda: float(rng.uniform(*settings["gaussian_blur_sigma"]))  # noqa: E731
+        out["blur"] = _per_channel(n, lambda: sigma() if rng.random() < p_channel else None)
+    if _fires(rng, settings, "brightness", "brightness"):
+        out["brightness"] = _per_channel(n, lambda: float(rng.uniform(*settings["brightness"])))
+    if _fires(rng, settings, "contrast", "contrast"):
+        out["contrast"] = _per_channel(n, lambda: _around_one(rng, *settings["contrast"]))
+    if _fires(rng, settings, "low_resolution", "low_resolution"):
+        zoom = lambda: float(rng.uniform(*settings["low_resolution"]))  # noqa: E731
+        out["low_resolution"] = _per_channel(
+            n, lambda: zoom() if rng.random() < p_channel else None
+        )
+    if _fires(rng, settings, "gamma", "gamma"):
+        out["gamma"] = _per_channel(n, lambda: _around_one(rng, *settings["gamma"]))
+    return out
+
+
+def draw_parameters(
+    rng: np.random.Generator,
+    settings: dict[str, Any],
+    patch_size: Sequence[int],
+    dim: int,
+    channels: int,
+) -> SampleParameters:
+    """One sample's augmentation: the single sampler of both the CPU and the device path.
 
     Args:
-        augmentation: the plans' ``augmentation`` entry (None: :func:`defaults`).
-        patch_size: output patch ``(Pz, Py, Px)`` or ``(Py, Px)``.
-        dim: 3 for 3D patches, 2 for 2D / 2.5D slice stacks.
+        rng: the batch's generator (seeded by ``(seed, batch index)``).
+        settings: :func:`resolve`'d settings.
+        patch_size: the output patch (``(Pz, Py, Px)`` or ``(Py, Px)``).
+        dim: 3 or 2.
+        channels: image channels of the sample (for 2D stacks ``C*k``; drawn once anyway).
     """
-    settings = resolve(augmentation, dim)
-    in_plane = dim == 3 and spatial_dims(settings, dim) == 2
-    transforms = [spatial_transform(settings, patch_size, dim)]
-    transforms += intensity_transforms(settings, dim, in_plane)
-    mirror_axes = tuple(int(a) for a in settings.get("mirror_axes") or ())
-    if mirror_axes:
-        transforms.append(MirrorTransform(mirror_axes))
-    return Compose(transforms)
+    patch = [int(p) for p in patch_size]
+    moved = patch if spatial_dims(settings, dim) == dim else patch[1:]
+    spatial = _spatial_parameters(rng, settings, moved)
+    intensity = _intensity_parameters(rng, settings, channels, dim)
+    axes = [int(a) for a in settings.get("mirror_axes") or ()]
+    mirror = tuple(a for a, flip in zip(axes, rng.random(len(axes)) < 0.5, strict=True) if flip)
+    return SampleParameters(len(moved), **spatial, **intensity, mirror=mirror)
+
+
+def draw_batch(
+    rng: np.random.Generator,
+    settings: dict[str, Any],
+    patch_size: Sequence[int],
+    dim: int,
+    channels: int,
+    batch_size: int,
+) -> tuple[SampleParameters, ...]:
+    """:func:`draw_parameters` for every sample of a batch, in order."""
+    return tuple(
+        draw_parameters(rng, settings, patch_size, dim, channels) for _ in range(batch_size)
+    )

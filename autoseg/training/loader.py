@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import random
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -24,12 +23,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from batchgenerators.transforms.abstract_transforms import Compose
 from threadpoolctl import threadpool_limits
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from autoseg.data.resources import default_workers
-from autoseg.training.augmentation import build_transforms, sample_size
+from autoseg.training.augmentation import sample_size
+from autoseg.training.cpu_augmentation import CpuAugmentation, build_transforms
 from autoseg.training.sampling import CaseReader, PatchSampler, check_cache
 
 MAX_DEFAULT_WORKERS = 12
@@ -49,43 +48,45 @@ class BatchSource:
 
     Attributes:
         sampler: cuts the patches (at the transform's larger ``sample_size`` if any).
-        transforms: batchgenerators pipeline, or None for plain patches.
+        transforms: the augmentation, or None for plain patches.
         seed: the sequence's seed.
         reader: opens the cached cases (one per process).
+        defer: only draw the augmentation here and leave the cut un-augmented, for the
+            device path (:func:`~autoseg.training.device_augmentation.augment_on_device`).
     """
 
     sampler: PatchSampler
-    transforms: Compose | None
+    transforms: CpuAugmentation | None
     seed: int
     reader: CaseReader
+    defer: bool = False
 
     def batch(self, index: int) -> dict[str, Any]:
         """Batch ``index``: ``{"data": float32 (B, C, ...), "target": int64 (B, 1, ...),
-        "case_ids": [B ids]}``, with -1 in ``target`` outside the body / volume."""
+        "case_ids": [B ids]}``, with -1 in ``target`` outside the body / volume; deferred
+        batches hold the larger cut and the drawn parameters under ``"augmentation"``."""
         rng = np.random.default_rng([self.seed, index])
         batch = self.sampler.sample(self.reader, rng)
+        drawn = None
         if self.transforms is not None:
-            batch = self._augment(batch, int(rng.integers(2**32)))
-        return {
+            augment_rng = np.random.default_rng(int(rng.integers(2**32)))
+            drawn = self.transforms.draw(augment_rng, *batch["data"].shape[:2])
+            if not self.defer:
+                batch = self._augment(batch, drawn)
+        out = {
             "data": torch.from_numpy(np.ascontiguousarray(batch["data"], dtype=np.float32)),
             "target": torch.from_numpy(np.rint(batch["seg"]).astype(np.int64)),
             "case_ids": batch["case_ids"],
         }
+        return {**out, "augmentation": drawn} if self.defer and drawn is not None else out
 
-    def _augment(self, batch: dict[str, Any], seed: int) -> dict[str, Any]:
-        """Run the transforms under a per-batch seed of numpy's and Python's global random
-        states (batchgenerators draws from both), restoring the caller's states afterwards."""
-        states = np.random.get_state(), random.getstate()
-        np.random.seed(seed)
-        random.seed(seed)
+    def _augment(self, batch: dict[str, Any], drawn: Any) -> dict[str, Any]:
+        """Apply the drawn augmentation, naming the batch's cases when it fails."""
         try:
-            out = self.transforms(data=batch["data"], seg=batch["seg"])
+            out = self.transforms.apply(batch["data"], batch["seg"], drawn)
         except Exception as error:
             ids = ", ".join(batch["case_ids"])
             raise BatchError(f"augmenting cases {ids}: {type(error).__name__}: {error}") from error
-        finally:
-            np.random.set_state(states[0])
-            random.setstate(states[1])
         return {"data": out["data"], "seg": out["seg"], "case_ids": batch["case_ids"]}
 
 
@@ -239,6 +240,7 @@ def make_training_loader(
     start: int = 0,
     context: str | None = None,
     pin_memory: bool = False,
+    augment_on_device: bool = False,
 ) -> TrainingLoader:
     """The training batch iterator of one configuration.
 
@@ -260,6 +262,9 @@ def make_training_loader(
         start: index of the first batch (to resume a sequence).
         context: multiprocessing start method; None = :func:`default_start_method`.
         pin_memory: page-lock worker batches (CUDA training: faster non-blocking copies).
+        augment_on_device: the workers only read and cut (at the larger size the spatial
+            transform needs) and draw the parameters; the trainer's batch transform
+            :func:`~autoseg.training.device_augmentation.augment_on_device` applies them.
 
     Returns:
         A :class:`TrainingLoader` yielding ``{"data": float32 (B, C, Z, Y, X) or (B, C*k,
@@ -287,7 +292,8 @@ def make_training_loader(
         channels = CaseReader(Path(cache_folder)).case(sampler.case_ids[0]).data.shape[0]
         per_worker = worker_memory_bytes(batch_size, channels, sampler.box_sizes()[1])
         num_workers = default_num_workers(per_worker)
-    source = BatchSource(sampler, transforms, int(seed), CaseReader(Path(cache_folder)))
+    source = BatchSource(sampler, transforms, int(seed), CaseReader(Path(cache_folder)),
+                         defer=augment_on_device)  # fmt: skip
     return TrainingLoader(source, int(num_workers), start, context, pin_memory)
 
 

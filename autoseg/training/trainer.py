@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -100,6 +100,8 @@ class Trainer:
         device: where the model lives.
         callbacks: hooks called in order (see :class:`~autoseg.training.callbacks.Callback`).
         context: this process's place in a DDP run.
+        batch_transform: applied to each training batch after its host-to-device copy
+            (e.g. :func:`~autoseg.training.device_augmentation.augment_on_device`).
     """
 
     def __init__(
@@ -114,7 +116,9 @@ class Trainer:
         device: torch.device,
         callbacks: Sequence[Any] = (),
         context: DistContext = SINGLE,
+        batch_transform: Callable[[Batch], Batch] | None = None,
     ):
+        self.batch_transform = batch_transform
         self.model, self.loss, self.optimizer, self.schedule = model, loss, optimizer, schedule
         self.batches, self.validation, self.settings = batches, validation, settings
         self.device, self.context = device, context
@@ -198,8 +202,12 @@ class Trainer:
     def train_step(self, batch: Batch) -> float:
         """Forward, deep-supervision loss (+ auxiliary loss), backward, clip, step."""
         self.model.train()
+        batch = {**batch, "data": batch["data"].to(self.device, non_blocking=True),
+                 "target": batch["target"].to(self.device, non_blocking=True)}  # fmt: skip
+        if self.batch_transform is not None:
+            batch = self.batch_transform(batch)
         data = self._inputs(batch["data"])  # (B, C, *patch)
-        target = batch["target"].to(self.device, non_blocking=True)  # (B, 1, *patch)
+        target = batch["target"]  # (B, 1, *patch)
         self.optimizer.zero_grad(set_to_none=True)
         with self.autocast():
             loss = self.loss(self.model(data), target)

@@ -7,7 +7,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from autoseg.training.augmentation import build_transforms, resolve, sample_size
+from autoseg.training.augmentation import resolve, sample_size
+from autoseg.training.cpu_augmentation import build_transforms
 
 SPATIAL_ONLY = {
     "probability": 1.0,
@@ -31,8 +32,8 @@ def run(
     seg: np.ndarray,
     seed: int = 0,
 ) -> dict:
-    np.random.seed(seed)
-    return build_transforms(settings, patch, dim)(data=data.copy(), seg=seg.copy())
+    rng = np.random.default_rng(seed)
+    return build_transforms(settings, patch, dim)(data.copy(), seg.copy(), rng)
 
 
 def centre_crop(array: np.ndarray, patch: tuple) -> np.ndarray:
