@@ -149,6 +149,30 @@ def sample_size(
     return tuple(patch[: len(patch) - len(grown)] + grown)
 
 
+def cut_size(parameters: Sequence[SampleParameters], patch_size: Sequence[int]) -> tuple[int, ...]:
+    """The smallest cut that covers every sample's transformed patch plus the
+    interpolation margin: the bounding box ``|M| h`` of each moved patch (half-size ``h``)
+    and its largest elastic shift, grown evenly so the patch stays centred.
+
+    :func:`sample_size` bounds this over every possible draw; at the default chances most
+    batches need far less (no spatial draw at all: the patch itself), which the reading
+    worker and, on the device path, the host-to-device copy save.
+    """
+    patch = np.asarray(patch_size, dtype=int)
+    needed = patch.copy()
+    for params in parameters:
+        if not params.spatial:
+            continue
+        first = len(patch) - params.axes
+        extent = np.abs(params.matrix()) @ ((patch[first:] - 1) / 2)
+        if params.elastic is not None:
+            extent = extent + np.abs(params.elastic).reshape(params.axes, -1).max(axis=1)
+        size = np.ceil(2 * extent + 1).astype(int) + 2 * INTERPOLATION_MARGIN
+        needed[first:] = np.maximum(needed[first:], size)
+    needed += (needed - patch) % 2
+    return tuple(int(n) for n in needed)
+
+
 def rotation_matrix(angles: Sequence[float]) -> np.ndarray:
     """The rotation of one angle (2D, in the plane of the last two axes) or three angles
     (3D: about array axis 0, then 1, then 2), as a ``(d, d)`` matrix in array axis order."""

@@ -66,8 +66,9 @@ def _resample(
     grid = np.stack(np.meshgrid(*[np.arange(p) for p in patch], indexing="ij"))
     coords = np.tensordot(matrix, grid - centre_out.reshape(-1, *[1] * len(patch)), 1)
     coords = coords + centre_in.reshape(-1, *[1] * len(patch))
-    shift = upsample_field(params.elastic, patch[len(patch) - params.axes :])
-    coords[len(patch) - params.axes :] += shift
+    first = len(patch) - params.axes
+    shift = upsample_field(params.elastic, patch[first:])  # (axes, *moved patch)
+    coords[first:] += shift.reshape(params.axes, *[1] * first, *shift.shape[1:])  # same per slice
     return ndimage.map_coordinates(image, coords, order=order, cval=cval)
 
 

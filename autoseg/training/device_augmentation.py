@@ -86,7 +86,7 @@ def spatial(
     """Resample ``data`` ``(B, C, *cut)`` and ``target`` ``(B, 1, *cut)`` to the patch;
     outside the cut images read 0 and labels -1 (as the CPU path pads)."""
     if not any(p.spatial for p in drawn.parameters):
-        return centre_crop(data, drawn.patch_size), centre_crop(target, drawn.patch_size)
+        return centre_crop(data, drawn.patch_size), centre_crop(target, drawn.patch_size).long()
     grid = sampling_grid(drawn, data.shape[2:], data.device)
     image = F.grid_sample(data.float(), grid, mode="bilinear", padding_mode="zeros",
                           align_corners=True)  # fmt: skip
@@ -174,7 +174,7 @@ def augment(
 
     Args:
         data: float ``(B, C, *cut)``.
-        target: int64 ``(B, 1, *cut)``, -1 = ignore.
+        target: integer ``(B, 1, *cut)`` (int8 from the loader), -1 = ignore.
         drawn: the parameters the loader drew for the batch.
 
     Returns:

@@ -27,7 +27,7 @@ from threadpoolctl import threadpool_limits
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from autoseg.data.resources import default_workers
-from autoseg.training.augmentation import sample_size
+from autoseg.training.augmentation import cut_size, sample_size
 from autoseg.training.cpu_augmentation import CpuAugmentation, build_transforms
 from autoseg.training.sampling import CaseReader, PatchSampler, check_cache
 
@@ -53,6 +53,7 @@ class BatchSource:
         reader: opens the cached cases (one per process).
         defer: only draw the augmentation here and leave the cut un-augmented, for the
             device path (:func:`~autoseg.training.device_augmentation.augment_on_device`).
+        channels: image channels of a sample (``C``, or ``C*k`` for slice stacks).
     """
 
     sampler: PatchSampler
@@ -60,25 +61,33 @@ class BatchSource:
     seed: int
     reader: CaseReader
     defer: bool = False
+    channels: int = 1
 
     def batch(self, index: int) -> dict[str, Any]:
         """Batch ``index``: ``{"data": float32 (B, C, ...), "target": int64 (B, 1, ...),
         "case_ids": [B ids]}``, with -1 in ``target`` outside the body / volume; deferred
-        batches hold the larger cut and the drawn parameters under ``"augmentation"``."""
+        batches hold the cut, int8 targets and the drawn parameters under ``"augmentation"``.
+
+        The augmentation is drawn first, so that only the box its spatial transforms need
+        is read (:func:`~autoseg.training.augmentation.cut_size`)."""
         rng = np.random.default_rng([self.seed, index])
-        batch = self.sampler.sample(self.reader, rng)
-        drawn = None
-        if self.transforms is not None:
-            augment_rng = np.random.default_rng(int(rng.integers(2**32)))
-            drawn = self.transforms.draw(augment_rng, *batch["data"].shape[:2])
-            if not self.defer:
-                batch = self._augment(batch, drawn)
-        out = {
+        if self.transforms is None:
+            return self._tensors(self.sampler.sample(self.reader, rng))
+        augment_rng = np.random.default_rng(int(rng.integers(2**32)))
+        drawn = self.transforms.draw(augment_rng, self.sampler.batch_size, self.channels)
+        cut = cut_size(drawn.parameters, self.sampler.patch_size)
+        batch = self.sampler.sample(self.reader, rng, cut)
+        if self.defer:
+            return {**self._tensors(batch, np.int8), "augmentation": drawn}
+        return self._tensors(self._augment(batch, drawn))
+
+    @staticmethod
+    def _tensors(batch: dict[str, Any], target_dtype: type = np.int64) -> dict[str, Any]:
+        return {
             "data": torch.from_numpy(np.ascontiguousarray(batch["data"], dtype=np.float32)),
-            "target": torch.from_numpy(np.rint(batch["seg"]).astype(np.int64)),
+            "target": torch.from_numpy(np.rint(batch["seg"]).astype(target_dtype)),
             "case_ids": batch["case_ids"],
         }
-        return {**out, "augmentation": drawn} if self.defer and drawn is not None else out
 
     def _augment(self, batch: dict[str, Any], drawn: Any) -> dict[str, Any]:
         """Apply the drawn augmentation, naming the batch's cases when it fails."""
@@ -288,12 +297,12 @@ def make_training_loader(
         read_size,
         per_lesion,
     )
+    channels = CaseReader(Path(cache_folder)).case(sampler.case_ids[0]).data.shape[0]
     if num_workers is None:
-        channels = CaseReader(Path(cache_folder)).case(sampler.case_ids[0]).data.shape[0]
         per_worker = worker_memory_bytes(batch_size, channels, sampler.box_sizes()[1])
         num_workers = default_num_workers(per_worker)
     source = BatchSource(sampler, transforms, int(seed), CaseReader(Path(cache_folder)),
-                         defer=augment_on_device)  # fmt: skip
+                         defer=augment_on_device, channels=channels * slices)  # fmt: skip
     return TrainingLoader(source, int(num_workers), start, context, pin_memory)
 
 

@@ -255,10 +255,10 @@ class PatchSampler:
     def dim(self) -> int:
         return len(self.patch_size)
 
-    def box_sizes(self) -> tuple[Shape3, Shape3]:
+    def box_sizes(self, read_size: Sequence[int] | None = None) -> tuple[Shape3, Shape3]:
         """``(patch box, read box)`` as 3D sizes; a 2D patch is one slice thick and its read
-        box is the ``2T+1`` slice stack."""
-        sample = self.sample_size or self.patch_size
+        box is the ``2T+1`` slice stack. ``read_size`` overrides ``sample_size``."""
+        sample = tuple(read_size or self.sample_size or self.patch_size)
         if self.dim == 3:
             return tuple(self.patch_size), tuple(sample)
         return (1, *self.patch_size), (2 * self.context + 1, *sample)
@@ -280,7 +280,12 @@ class PatchSampler:
         return [centred_start(int(c), n, p) for c, n, p in zip(voxel, shape, patch, strict=True)]
 
     def sample_one(
-        self, reader: CaseReader, rng: np.random.Generator, force: bool, out: tuple | None = None
+        self,
+        reader: CaseReader,
+        rng: np.random.Generator,
+        force: bool,
+        out: tuple | None = None,
+        read_size: Sequence[int] | None = None,
     ) -> tuple[str, np.ndarray, np.ndarray]:
         """``(case_id, data, seg)`` of one patch cut with the read box (into ``out``, 3D
         only); see :meth:`sample`."""
@@ -291,7 +296,7 @@ class PatchSampler:
             start = self.patch_start(rng, case, force, ids)
         except Exception as error:
             raise CaseReadError(_describe(case_id, reader.folder, error)) from error
-        patch, box = self.box_sizes()
+        patch, box = self.box_sizes(read_size)
         origin = [s - (b - p) // 2 for s, p, b in zip(start, patch, box, strict=True)]
         data, seg = reader.region(case_id, origin, box, out if self.dim == 3 else None)
         if self.dim == 2:
@@ -299,15 +304,26 @@ class PatchSampler:
             seg = seg[:, self.context]
         return case_id, data, seg
 
-    def sample(self, reader: CaseReader, rng: np.random.Generator) -> dict:
+    def sample(
+        self,
+        reader: CaseReader,
+        rng: np.random.Generator,
+        read_size: Sequence[int] | None = None,
+    ) -> dict:
         """One batch; the last :func:`forced_count` patches are foreground-forced.
+
+        Args:
+            reader: opens the cases.
+            rng: the batch's generator.
+            read_size: the size to cut for this batch (None: ``sample_size``), e.g. only
+                what the batch's drawn spatial transforms need.
 
         Returns:
             ``{"data": float32 (B, C, *S) or (B, C*k, *S), "seg": int8 (B, 1, *S),
-            "case_ids": [B ids]}`` where ``S`` is the read size (``sample_size``).
+            "case_ids": [B ids]}`` where ``S`` is the read size.
         """
         first_forced = self.batch_size - forced_count(self.batch_size, self.oversample_foreground)
-        case_id, data, seg = self.sample_one(reader, rng, first_forced == 0)
+        case_id, data, seg = self.sample_one(reader, rng, first_forced == 0, None, read_size)
         ids = [case_id]
         # 3D boxes are large: later patches are read straight into the batch arrays.
         batch_data = np.empty((self.batch_size, *data.shape), np.float32)
@@ -315,7 +331,7 @@ class PatchSampler:
         batch_data[0], batch_seg[0] = data, seg
         for i in range(1, self.batch_size):
             slot = (batch_data[i], batch_seg[i])
-            case_id, data, seg = self.sample_one(reader, rng, i >= first_forced, slot)
+            case_id, data, seg = self.sample_one(reader, rng, i >= first_forced, slot, read_size)
             if data is not slot[0]:  # 2D stacks are made apart, then copied in
                 batch_data[i], batch_seg[i] = data, seg
             ids.append(case_id)

@@ -12,7 +12,13 @@ import numpy as np
 import pytest
 import torch
 
-from autoseg.training.augmentation import Deferred, SampleParameters, resolve, sample_size
+from autoseg.training.augmentation import (
+    Deferred,
+    SampleParameters,
+    cut_size,
+    resolve,
+    sample_size,
+)
 from autoseg.training.cpu_augmentation import augment_sample, build_transforms
 from autoseg.training.device_augmentation import augment, augment_on_device
 from autoseg.training.loader import make_training_loader
@@ -52,9 +58,11 @@ def summary(parameters: list[SampleParameters]) -> dict[str, float]:
     return out
 
 
-TOLERANCES = {"angle_mean": 0.05, "angle_std": 0.03, "angle_q90": 0.06, "scale_median": 0.03,
-              "scale_q10": 0.03, "scale_q90": 0.05, "gamma_median": 0.04, "gamma_q90": 0.06,
-              "mirror_rate": 0.065}  # fmt: skip
+# About 3 standard errors of the difference of two independent estimates from 2000 draws
+# (medians and quantiles of the ~400 fired scales or ~600 fired gammas move the most).
+TOLERANCES = {"angle_mean": 0.04, "angle_std": 0.03, "angle_q90": 0.06, "scale_median": 0.07,
+              "scale_q10": 0.04, "scale_q90": 0.05, "gamma_median": 0.07, "gamma_q90": 0.06,
+              "mirror_rate": 0.05}  # fmt: skip
 RATE_TOLERANCE = 0.04  # ~3 standard errors of a difference of two rates near 0.2 from 2000
 
 
@@ -94,7 +102,7 @@ def test_both_paths_draw_from_the_same_distributions(cache: tuple[Path, list[str
     # Both also match the plans' distributions, not merely each other.
     assert abs(a["fires_angles"] - 0.2) < 0.03 and abs(a["fires_gamma"] - 0.3) < 0.035
     assert abs(a["angle_std"] - math.radians(60) / math.sqrt(12)) < 0.03
-    assert abs(a["scale_median"] - 1.0) < 0.03
+    assert abs(a["scale_median"] - 1.0) < 0.05
 
 
 def test_the_cpu_batch_is_the_deferred_batch_augmented_as_drawn(
@@ -110,10 +118,36 @@ def test_the_cpu_batch_is_the_deferred_batch_augmented_as_drawn(
                               augmentation=settings,
                               augment_on_device=True) as deferred:  # fmt: skip
         raw = next(deferred)
-    assert raw["data"].shape[2:] == sample_size(PATCH, settings, 3)
+    assert raw["data"].shape[2:] == cut_size(raw["augmentation"].parameters, PATCH)
+    assert raw["target"].dtype == torch.int8  # a quarter of the copy's bytes of int64
     image, labels = cpu_batch(raw["data"].numpy(), raw["target"].numpy(), raw["augmentation"])
     np.testing.assert_allclose(image, done["data"].numpy(), atol=1e-5)
     np.testing.assert_array_equal(labels, done["target"].numpy())
+
+
+@pytest.mark.parametrize(("patch", "dim", "extra"), [((10, 12, 14), 3, {}), ((16, 12), 2, {}),
+                         ((6, 14, 12), 3, {"rotation_axes": "in_plane"})])  # fmt: skip
+def test_the_per_batch_cut_hides_all_padding_and_stays_within_the_bound(
+    patch: tuple, dim: int, extra: dict
+) -> None:
+    settings = {"probability": 0.6, "elastic": True, **extra}
+    cpu = build_transforms(settings, patch, dim)
+    bound = sample_size(patch, settings, dim)
+    rng = np.random.default_rng(4)
+    sizes = set()
+    for _ in range(12):
+        drawn = cpu.draw(rng, 2, 1)
+        cut = cut_size(drawn.parameters, patch)
+        sizes.add(cut)
+        assert all(p <= c for p, c in zip(patch, cut, strict=True))
+        if all(p.elastic is None for p in drawn.parameters):  # the bound ignores elastic shifts
+            assert all(c <= b for c, b in zip(cut, bound, strict=True))
+        ones, zeros = np.ones((2, 1, *cut), np.float32), np.zeros((2, 1, *cut), np.int64)
+        for image, labels in (cpu_batch(ones, zeros, drawn), device_batch(ones, zeros, drawn)):
+            assert (labels == 0).all()  # no -1 padding anywhere
+            assert image.min() > 0.3  # intensity transforms move values, padding would be 0
+    assert len(sizes) > 2 and min(math.prod(c) for c in sizes) < math.prod(bound)
+    assert cut_size((SampleParameters(), SampleParameters()), patch) == tuple(patch)
 
 
 def test_intensity_statistics_agree_between_the_paths() -> None:
@@ -255,8 +289,9 @@ def test_a_deferred_batch_trains_one_step_on_the_cpu_device(
                        str(preprocessed), "--results", str(results),
                        "--raw", str(tmp_path)])  # fmt: skip
     assert code == 0
-    cut = sample_size((12, 20), {"probability": 1.0}, 2)
-    assert shapes == [((2, 3, *cut), True), ((2, 3, 12, 20), False)]
+    (cut, deferred), (patch, after) = shapes
+    assert deferred and not after and patch == (2, 3, 12, 20)
+    assert cut[:2] == (2, 3) and cut[2] > 12 and cut[3] > 20  # rotation and scaling fired
     assert (results / "TINY" / "2.5d_unet" / "fold_all" / "checkpoint_final.pt").is_file()
 
 
