@@ -202,8 +202,3 @@ def augment_on_device(batch: dict[str, Any]) -> dict[str, Any]:
     data, target = augment(batch["data"], batch["target"], drawn)
     rest = {k: v for k, v in batch.items() if k != "augmentation"}
     return {**rest, "data": data, "target": target}
-
-
-def identity_parameters(axes: int) -> SampleParameters:
-    """Parameters that resample without moving anything (tests, benchmarks)."""
-    return SampleParameters(axes=axes, scale=1.0)

@@ -148,7 +148,8 @@ class TrainingLoader:
     Attributes:
         source: makes each batch.
         num_workers: worker processes (0: batches are made in this process).
-        sample_size: the size the sampler cuts before the spatial transform.
+        sample_size: the bound on the cut before the spatial transform (each batch cuts only
+            what its drawn transforms need, :func:`~autoseg.training.augmentation.cut_size`).
     """
 
     def __init__(

@@ -19,7 +19,7 @@ from autoseg.training.augmentation import (
     resolve,
     sample_size,
 )
-from autoseg.training.cpu_augmentation import augment_sample, build_transforms
+from autoseg.training.cpu_augmentation import augment_sample, build_transforms, centre_crop
 from autoseg.training.device_augmentation import augment, augment_on_device
 from autoseg.training.loader import make_training_loader
 from tests.training.cache_helpers import lesion_cache
@@ -220,6 +220,23 @@ def test_a_marker_blob_moves_where_the_closed_form_says(angles: tuple | None, sc
     cpu_image, cpu_labels = cpu_batch(marker[None, None] * 10, marker[None, None], drawn)
     assert np.mean(cpu_labels == labels) > 0.995
     np.testing.assert_allclose(cpu_image, image, atol=1e-3)
+
+
+@pytest.mark.parametrize(("patch", "axes"), [((20, 24, 22), 3), ((6, 24, 22), 2), ((24, 22), 2)])
+def test_elastic_deformation_is_the_same_on_both_paths(patch: tuple, axes: int) -> None:
+    """The coarse field is upsampled alike (linear, corners on corners) on both paths."""
+    rng = np.random.default_rng(5)
+    grid = (axes, *[4] * axes)
+    params = SampleParameters(axes=axes, elastic=rng.normal(0.0, 1.5, size=grid))
+    cut = tuple(p + 12 if i >= len(patch) - axes else p for i, p in enumerate(patch))
+    image = rng.normal(size=(1, 1, *cut)).astype(np.float32)
+    labels = (rng.random((1, 1, *cut)) > 0.5).astype(np.int64)
+    drawn = Deferred(patch, len(patch) == 3 and axes == 2, (params,))
+    cpu_image, cpu_labels = cpu_batch(image, labels, drawn)
+    image_out, labels_out = device_batch(image, labels, drawn)
+    np.testing.assert_allclose(cpu_image, image_out, atol=1e-4)
+    assert np.mean(cpu_labels == labels_out) > 0.999
+    assert not np.allclose(image_out, centre_crop(image, patch), atol=0.1)  # it moved
 
 
 def test_in_plane_3d_and_slice_stacks_move_in_plane_only() -> None:
