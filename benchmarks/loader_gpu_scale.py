@@ -158,6 +158,7 @@ def time_nnunet(
         "plans_file": str(layout.plans_file),
         "dataset_json": str(layout.preprocessed / layout.dataset / "dataset.json"),
         "configuration": peer.CONFIGURATION, "batches": batches, "warmup": warmup,
+        "patch_size": list(patch), "batch_size": batch,
         "output": str(output),
     }  # fmt: skip
     args_file = layout.work_dir / "loader_timing_args.json"

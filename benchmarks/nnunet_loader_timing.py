@@ -5,8 +5,8 @@ nnunetv2 and its dependencies):
 
     nnUNet_preprocessed=... nnUNet_results=... python nnunet_loader_timing.py ARGS_JSON
 
-``ARGS_JSON`` holds ``plans_file``, ``dataset_json``, ``configuration``, ``batches``,
-``warmup`` and ``output`` (a JSON file to write). The batches come from
+``ARGS_JSON`` holds ``plans_file``, ``dataset_json``, ``configuration``, ``patch_size``,
+``batch_size``, ``batches``, ``warmup`` and ``output`` (a JSON file to write). The batches come from
 ``nnUNetTrainer.get_dataloaders()`` with ``nnUNet_n_proc_DA=0``: its
 ``nnUNetDataLoader`` (foreground oversampling, the enlarged initial patch) and its
 default ``get_training_transforms`` (spatial, noise, blur, brightness, contrast, low
@@ -35,6 +35,10 @@ def main() -> None:
     torch.set_num_threads(1)  # one core, as one augmentation worker has
     plans = json.loads(Path(args["plans_file"]).read_text())
     plans["continue_training"] = False  # nnUNetv2_train's get_trainer_from_args sets it
+    # The data pipeline never sees the network, so the patch is set exactly (not padded to
+    # a multiple of the network's total stride) to match the other settings' patch.
+    config = plans["configurations"][args["configuration"]]
+    config["patch_size"], config["batch_size"] = list(args["patch_size"]), int(args["batch_size"])
     dataset_json = json.loads(Path(args["dataset_json"]).read_text())
     trainer = nnUNetTrainer(plans, args["configuration"], "all", dataset_json,
                             device=torch.device("cpu"))  # fmt: skip
