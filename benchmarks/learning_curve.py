@@ -236,7 +236,7 @@ def format_rows(rows: list[dict]) -> str:
     """One line per run, with the by-size figures the issue asks for."""
     header = (
         "tool     configuration  min  epochs  Dice   F1     |dV| ml  "
-        "Dice<1.5 Dice1.5-10 Dice10-20 Dice>20  rec<1.5 rec1.5-10 rec>10  s/case"
+        "Dice<1.5 Dice1.5-10 Dice10-20 Dice>20  rec<1.5 rec1.5-10 rec>10  s/case  Dice(noTTA)"
     )
     lines = [header]
     for row in rows:
