@@ -233,11 +233,15 @@ def measure_levers(
 def prediction_network(workspace: Workspace, data: FoldData, fold: int | str,
                        trained: torch.nn.Module, device: torch.device
                        ) -> tuple[torch.nn.Module, str]:  # fmt: skip
-    """The fold's final checkpoint when it has one, else the briefly trained network."""
+    """The fold's final checkpoint when it has one (and it fits the plans), else the
+    briefly trained network: prediction speed does not depend on the weights."""
     path = result_folder(workspace, data, fold) / "checkpoint_final.pt"
-    if path.is_file():
+    if not path.is_file():
+        return trained, f"the benchmark's briefly trained network (no {path})"
+    try:
         return load_network(path, data.plans.plans_id, data.config, str(device)), str(path)
-    return trained, "the benchmark's briefly trained network (no checkpoint_final.pt)"
+    except InvalidInputError as error:  # trained with other plans: time the new ones
+        return trained, f"the benchmark's briefly trained network ({error.problems[0]})"
 
 
 def time_prediction(
