@@ -1026,8 +1026,9 @@ def benchmark_parser() -> argparse.ArgumentParser:
     parser.add_argument("-nw", "--num-workers", type=int, help="loader processes (0: inline)")
     parser.add_argument("--prediction-cases", type=int, default=2,
                         help="cases predicted with and without TTA (0: none)")  # fmt: skip
-    parser.add_argument("--sweep", action="store_true",
-                        help="one run per lever toggled from the levers given")  # fmt: skip
+    parser.add_argument("--sweep", nargs="*", metavar="LEVER",
+                        help="one run per lever toggled from the levers given (all levers, "
+                             "or the ones named, e.g. --sweep precision compile)")  # fmt: skip
     parser.add_argument(
         "--out", type=Path, help="JSON file (default results/NAME/CONFIG/benchmark_DEV.json)"
     )
@@ -1044,7 +1045,8 @@ def _benchmark(args: argparse.Namespace) -> int:
     options = BenchmarkOptions(
         device=args.device, fold=_fold(args.fold), iterations=args.iterations,
         warmup=args.warmup, num_workers=args.num_workers,
-        prediction_cases=args.prediction_cases, levers=levers_from(args), sweep=args.sweep,
+        prediction_cases=args.prediction_cases, levers=levers_from(args),
+        sweep=args.sweep is not None, sweep_levers=tuple(args.sweep or ()),
         seed=args.seed, progress=not args.no_progress,
     )  # fmt: skip
     report, path = run_benchmark(args.workspace, args.dataset, args.configuration, options,

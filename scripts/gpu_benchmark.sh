@@ -18,7 +18,10 @@
 #
 # Settings (environment): PYTHON (python3), DEVICE (auto), SIZE (full; `tiny` or `small`
 # for a dry run on a CPU), CASES (4), ITERATIONS (10), WARMUP (3), WORKERS (loader
-# processes; default: autoseg's RAM-aware choice), WORK (OUT_DIR/work), NNUNET_PYTHON.
+# processes; default: autoseg's RAM-aware choice), WORK (OUT_DIR/work), NNUNET_PYTHON,
+# SYNTH_FLAGS (more autoseg_synth flags, e.g. "--spacing 8 8 8" for a quick dry run),
+# SWEEP (levers to sweep; default all; without "compile" a CPU dry run takes minutes less),
+# NNUNET_PROCESSES (8: nnU-Net preprocessing workers).
 set -uo pipefail
 
 OUT=${1:-gpu_benchmark_out}
@@ -37,10 +40,9 @@ export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 mkdir -p "$OUT/logs" "$WORK"
 failed=0
 
-# autoseg's commands through its CLI module (works installed or not).
-autoseg() {
-  "$PYTHON" -c 'import sys; from autoseg import cli; sys.exit(getattr(cli, sys.argv[1] + "_main")(sys.argv[2:]))' "$@"
-}
+# autoseg's commands through its CLI module (works installed or not): "${AUTOSEG[@]}" plan ...
+AUTOSEG=("$PYTHON" -c 'import sys; from autoseg import cli
+sys.exit(getattr(cli, sys.argv[1] + "_main")(sys.argv[2:]))')
 
 # step NAME MINUTES COMMAND...: run time-boxed, output to logs/NAME.log; returns its status.
 step() {
@@ -67,13 +69,14 @@ WS=(--home "$WORK/autoseg")
 workers=()
 [ -n "${WORKERS:-}" ] && workers=(-nw "$WORKERS")
 
-if step synth "${SYNTH_MIN:-2}" autoseg synth atlas "$WORK/source" --cases "$CASES" --size "$SIZE" &&
-  step convert "${PLAN_MIN:-2}" autoseg convert atlas "$WORK/source" -d "$DATASET" "${WS[@]}" &&
-  step plan "${PLAN_MIN:-2}" autoseg plan -d "$DATASET" -c 3d_hybrid --no-progress "${WS[@]}"; then
-  step autoseg_benchmark "${BENCH_MIN:-4}" autoseg benchmark -d "$DATASET" -c 3d_hybrid \
-    --device "$DEVICE" --sweep --iterations "$ITERATIONS" --warmup "$WARMUP" "${workers[@]}" \
+if step synth "${SYNTH_MIN:-2}" "${AUTOSEG[@]}" synth atlas "$WORK/source" --cases "$CASES" --size "$SIZE" \
+  ${SYNTH_FLAGS:-} &&
+  step convert "${PLAN_MIN:-2}" "${AUTOSEG[@]}" convert atlas "$WORK/source" -d "$DATASET" "${WS[@]}" &&
+  step plan "${PLAN_MIN:-2}" "${AUTOSEG[@]}" plan -d "$DATASET" -c 3d_hybrid --no-progress "${WS[@]}"; then
+  step autoseg_benchmark "${BENCH_MIN:-4}" "${AUTOSEG[@]}" benchmark -d "$DATASET" -c 3d_hybrid \
+    --device "$DEVICE" --sweep ${SWEEP:-} --iterations "$ITERATIONS" --warmup "$WARMUP" "${workers[@]}" \
     --no-progress --out "$OUT/autoseg_benchmark.json" "${WS[@]}"
-  sed -n "/^$DATASET 3d_hybrid on /,$p" "$OUT/logs/autoseg_benchmark.log" | tee "$OUT/autoseg_benchmark.txt"
+  sed -n "/^$DATASET 3d_hybrid on /,\$p" "$OUT/logs/autoseg_benchmark.log" | tee "$OUT/autoseg_benchmark.txt"
 fi
 
 if ! "$NNUNET_PYTHON" -c 'import nnunetv2' 2>/dev/null; then
@@ -89,7 +92,7 @@ from benchmarks.nnunet_peer import Layout, write_raw_tree
 write_raw_tree(Path(sys.argv[1]), Layout(Path(sys.argv[2]), sys.argv[3], "nnUNetPlans", 0))' \
     "$WORK/autoseg/raw/$DATASET" "$WORK/nnunet" "$NNUNET_DATASET" &&
     step nnunet_plan "${PLAN_MIN:-2}" "$BIN/nnUNetv2_plan_and_preprocess" -d 950 -c 3d_fullres \
-      -np 8 --verify_dataset_integrity --no_pbar
+      -np "${NNUNET_PROCESSES:-8}" --verify_dataset_integrity --no_pbar
   if ! "$NNUNET_PYTHON" -c 'import torch, sys; sys.exit(not torch.cuda.is_available())'; then
     echo "== nnU-Net training: nnUNetTrainerBenchmark_5epochs needs CUDA; skipped"
   elif [ -d "$nnUNet_preprocessed/$NNUNET_DATASET" ]; then

@@ -86,6 +86,7 @@ class BenchmarkOptions:
         prediction_cases: cases predicted with and without TTA (0: no prediction).
         levers: the run's levers, or the sweep's baseline.
         sweep: one run per lever toggled from ``levers``.
+        sweep_levers: only these levers in the sweep (empty: every lever).
         seed: network initialisation and batches.
         progress: tqdm bars.
     """
@@ -98,6 +99,7 @@ class BenchmarkOptions:
     prediction_cases: int = 2
     levers: SpeedLevers = DEFAULT_LEVERS
     sweep: bool = False
+    sweep_levers: tuple[str, ...] = ()
     seed: int = 12345
     progress: bool = True
 
@@ -282,8 +284,9 @@ def lever_runs(
     In a sweep a failing run (out of memory, an unsupported lever) is recorded as failed
     and the sweep goes on; a single run raises.
     """
-    plan = sweep(options.levers, device, is_3d(data.config)) if options.sweep else [
-        ("baseline", options.levers)]  # fmt: skip
+    plan: list[tuple[str, Any]] = [("baseline", options.levers)]
+    if options.sweep:
+        plan = sweep(options.levers, device, is_3d(data.config), options.sweep_levers)
     runs, network = [], None
     for name, levers in plan:
         if isinstance(levers, str):  # the lever does not apply here
@@ -377,7 +380,7 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
     def line(cells: Sequence[str]) -> str:
         rest = (str(c).rjust(w) for c, w in zip(cells[1:], widths[1:], strict=True))
-        return "  ".join([str(cells[0]).ljust(widths[0]), *rest])
+        return "  ".join([str(cells[0]).ljust(widths[0]), *rest]).rstrip()
 
     return "\n".join([line(headers), line(["-" * w for w in widths]), *map(line, rows)])
 

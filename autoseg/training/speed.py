@@ -11,7 +11,7 @@ reported as ``n/a on <device>`` (:func:`lever_status`), never silently taken as 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Any, TypeVar
 
@@ -136,15 +136,25 @@ def backend_flags(levers: SpeedLevers, device: torch.device) -> Iterator[None]:
         torch.backends.cudnn.benchmark = before
 
 
-def sweep(base: SpeedLevers, device: torch.device, is_3d: bool = True) -> list[tuple[str, Any]]:
+def sweep(
+    base: SpeedLevers, device: torch.device, is_3d: bool = True, only: Sequence[str] = ()
+) -> list[tuple[str, Any]]:
     """The runs of a lever sweep: ``("baseline", base)``, then one run per lever toggled
     from the baseline (``"n/a on cpu"`` in place of the levers for the run where a lever
     does not apply, so the table still names it).
 
     Precision is swept over the autocast dtypes the baseline does not use (bf16/fp16).
+    ``only`` limits the sweep to some levers (e.g. without ``compile``, which takes
+    minutes on a CPU).
+
+    Raises:
+        InvalidInputError: ``only`` names an unknown lever.
     """
+    unknown = sorted(set(only) - set(lever_names()))
+    if unknown:
+        raise InvalidInputError(f"unknown lever(s) {unknown}; known: {', '.join(lever_names())}")
     runs: list[tuple[str, Any]] = [("baseline", base)]
-    for name in lever_names():
+    for name in [n for n in lever_names() if n in only or not only]:
         if not applies(name, device, is_3d):
             runs.append((name, lever_status(base, device, is_3d)[name]))
         elif name == "precision":

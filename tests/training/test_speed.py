@@ -80,6 +80,10 @@ def test_sweep_toggles_each_lever_once_from_the_baseline(monkeypatch: pytest.Mon
     assert on_cpu["compile=off"] == SpeedLevers()
     assert on_cpu["cudnn_benchmark"] == on_cpu["precision"] == "n/a on cpu"
     assert {n.split("=")[0] for n in on_cpu} == {"baseline", *lever_names()}
+    some = sweep(SpeedLevers(), CPU, only=("channels_last", "precision"))
+    assert [name for name, _ in some] == ["baseline", "channels_last=off", "precision"]
+    with pytest.raises(InvalidInputError, match=r"unknown lever.*'bf17'"):
+        sweep(SpeedLevers(), CPU, only=("bf17",))
 
 
 def test_backend_flags_restore_cudnn_benchmark() -> None:
