@@ -4,14 +4,16 @@
 #
 #   bash scripts/gpu_benchmark.sh [OUT_DIR]          # default OUT_DIR: gpu_benchmark_out
 #
-# Steps, each time-boxed with `timeout` (minutes in brackets, about 10 in all on an H200):
+# Steps, each time-boxed with `timeout` (the most minutes in brackets; about 10 in all is
+# expected on an H200 with the defaults):
 #   1. synthetic ATLAS-like T1w cases at 1 mm (autoseg_synth --size full)     [SYNTH_MIN=2]
 #   2. convert to the raw layout and plan + preprocess 3d_hybrid              [PLAN_MIN=2]
 #   3. autoseg_benchmark --sweep: baseline, then each speed lever toggled     [BENCH_MIN=4]
 #      -> OUT_DIR/autoseg_benchmark.json and .txt (the table)
 #   4. if nnunetv2 imports in $NNUNET_PYTHON (default: $PYTHON) and CUDA is there:
 #      the same raw cases as an nnU-Net raw dataset (benchmarks/nnunet_peer.py), its
-#      planning, and nnUNetTrainerBenchmark_5epochs (fold 0)                [NNUNET_MIN=4]
+#      planning and preprocessing                                         [NNUNET_PLAN_MIN=2]
+#      and nnUNetTrainerBenchmark_5epochs (fold 0)                          [NNUNET_MIN=4]
 #      -> OUT_DIR/nnunet_benchmark_result.json
 # Logs of every step: OUT_DIR/logs/. A failed or timed-out step is reported and the steps
 # that do not depend on it still run; the exit status is 1 if any step failed.
@@ -91,7 +93,7 @@ else
 from benchmarks.nnunet_peer import Layout, write_raw_tree
 write_raw_tree(Path(sys.argv[1]), Layout(Path(sys.argv[2]), sys.argv[3], "nnUNetPlans", 0))' \
     "$WORK/autoseg/raw/$DATASET" "$WORK/nnunet" "$NNUNET_DATASET" &&
-    step nnunet_plan "${PLAN_MIN:-2}" "$BIN/nnUNetv2_plan_and_preprocess" -d 950 -c 3d_fullres \
+    step nnunet_plan "${NNUNET_PLAN_MIN:-2}" "$BIN/nnUNetv2_plan_and_preprocess" -d 950 -c 3d_fullres \
       -np "${NNUNET_PROCESSES:-8}" --verify_dataset_integrity --no_pbar
   if ! "$NNUNET_PYTHON" -c 'import torch, sys; sys.exit(not torch.cuda.is_available())'; then
     echo "== nnU-Net training: nnUNetTrainerBenchmark_5epochs needs CUDA; skipped"
