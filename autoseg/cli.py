@@ -17,7 +17,13 @@ import traceback
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from autoseg.cli_args import OneLineParser, dataset_name, positive_int
+from autoseg.cli_args import (
+    OneLineParser,
+    add_lever_flags,
+    dataset_name,
+    levers_from,
+    positive_int,
+)
 from autoseg.data.errors import InvalidInputError
 from autoseg.data.workspace import DEFAULT_HOME, Workspace
 
@@ -340,6 +346,7 @@ def train_parser() -> argparse.ArgumentParser:
         help="do not predict the validation cases at the end",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_lever_flags(parser)
     add_workspace_flags(parser)
     return parser
 
@@ -386,6 +393,7 @@ def _train_options(args: argparse.Namespace, environ: Mapping[str, str]):
         patch_growth=args.patch_growth,
         progress=not args.no_progress,
         distributed=context_from_env(environ),
+        levers=levers_from(args),
     )
 
 
@@ -996,3 +1004,63 @@ def _verify(args: argparse.Namespace) -> int:
 
 def verify_main(argv: Sequence[str] | None = None) -> int:
     return _parse_and_run(verify_parser(), _verify, argv)
+
+
+# --- autoseg_benchmark -------------------------------------------------------------------
+
+
+def benchmark_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(
+        prog="autoseg_benchmark",
+        description="Time one planned configuration on this device: s/iteration with the "
+        "training loader and with one batch reused (the loader's share), peak memory against "
+        "the plans' estimate, prediction s/case with and without TTA; a table on screen and "
+        "JSON on disk.",
+    )
+    parser.add_argument(
+        "-d", "--dataset", required=True, help="dataset name (or nnU-Net id)", type=dataset_name
+    )
+    parser.add_argument("-c", "--configuration", required=True, help="e.g. 3d_hybrid")
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    parser.add_argument("--fold", default="0", help="whose cases (and checkpoint) to use")
+    parser.add_argument("--iterations", type=positive_int, default=10,
+                        help="timed steps per measurement (default 10)")  # fmt: skip
+    parser.add_argument("--warmup", type=int, default=2,
+                        help="untimed steps before them (default 2)")  # fmt: skip
+    parser.add_argument("-nw", "--num-workers", type=int, help="loader processes (0: inline)")
+    parser.add_argument("--prediction-cases", type=int, default=2,
+                        help="cases predicted with and without TTA (0: none)")  # fmt: skip
+    parser.add_argument("--sweep", nargs="*", metavar="LEVER",
+                        help="one run per lever toggled from the levers given (all levers, "
+                             "or the ones named, e.g. --sweep precision compile)")  # fmt: skip
+    parser.add_argument(
+        "--out", type=Path, help="JSON file (default results/NAME/CONFIG/benchmark_DEV.json)"
+    )
+    parser.add_argument("--seed", type=int, default=12345, help="initialisation and batches")
+    parser.add_argument("--augment-on", choices=("auto", "cpu", "device"), default="auto",
+                        help="as autoseg_train: where augmentation runs (auto: device on CUDA)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_lever_flags(parser)
+    add_workspace_flags(parser)
+    return parser
+
+
+def _benchmark(args: argparse.Namespace) -> int:
+    from autoseg.pipeline.benchmark import BenchmarkOptions, format_report, run_benchmark
+
+    options = BenchmarkOptions(
+        device=args.device, fold=_fold(args.fold), iterations=args.iterations,
+        warmup=args.warmup, num_workers=args.num_workers,
+        prediction_cases=args.prediction_cases, levers=levers_from(args),
+        sweep=args.sweep is not None, sweep_levers=tuple(args.sweep or ()),
+        seed=args.seed, progress=not args.no_progress, augment_on=args.augment_on,
+    )  # fmt: skip
+    report, path = run_benchmark(args.workspace, args.dataset, args.configuration, options,
+                                 args.out)  # fmt: skip
+    print(format_report(report))
+    print(f"wrote {path}")
+    return EXIT_OK
+
+
+def benchmark_main(argv: Sequence[str] | None = None) -> int:
+    return _parse_and_run(benchmark_parser(), _benchmark, argv)

@@ -38,3 +38,43 @@ def dataset_name(text: str) -> str:
     if problem:
         raise argparse.ArgumentTypeError(problem)
     return text
+
+
+def add_lever_flags(parser: argparse.ArgumentParser) -> None:
+    """The speed levers of a training step (:class:`~autoseg.training.speed.SpeedLevers`),
+    shared by ``autoseg_train`` and ``autoseg_benchmark``; defaults change nothing."""
+    group = parser.add_argument_group("speed levers (results change by rounding only)")
+    group.add_argument("--cudnn-benchmark", action="store_true",
+                       help="CUDA: let cuDNN pick the fastest convolution algorithms")  # fmt: skip
+    group.add_argument("--no-channels-last", action="store_true",
+                       help="3D: keep batches and weights in the default memory order")  # fmt: skip
+    precision = group.add_mutually_exclusive_group()
+    precision.add_argument("--precision", choices=("auto", "bf16", "fp16", "fp32"),
+                           default="auto",
+                           help="CUDA autocast: auto (bf16 where supported, else fp16)",
+                           )  # fmt: skip
+    precision.add_argument("--bf16", dest="precision", action="store_const", const="bf16",
+                           help="CUDA: bf16 autocast (no loss scaling)")  # fmt: skip
+    precision.add_argument("--fp16", dest="precision", action="store_const", const="fp16",
+                           help="CUDA: fp16 autocast with a GradScaler")  # fmt: skip
+    group.add_argument("--fused-optimizer", action="store_true",
+                       help="CUDA: fused AdamW/SGD (else torch's foreach)")  # fmt: skip
+    group.add_argument("--pin-memory", action="store_true",
+                       help="CUDA: page-locked loader batches, non-blocking copies")  # fmt: skip
+    group.add_argument("--compile", action="store_true",
+                       help="torch.compile the network (eager if that fails, saying why)",
+                       )  # fmt: skip
+
+
+def levers_from(args: argparse.Namespace):  # -> SpeedLevers (torch imported lazily)
+    """The :class:`~autoseg.training.speed.SpeedLevers` of parsed lever flags."""
+    from autoseg.training.speed import SpeedLevers
+
+    return SpeedLevers(
+        cudnn_benchmark=args.cudnn_benchmark,
+        channels_last=not args.no_channels_last,
+        precision=args.precision,
+        fused_optimizer=args.fused_optimizer,
+        pin_memory=args.pin_memory,
+        compile=args.compile,
+    )

@@ -47,6 +47,7 @@ from autoseg.training.optim import (
     freeze,
     trainable_parameters,
 )
+from autoseg.training.speed import DEFAULT_LEVERS, SpeedLevers, optimizer_flags, pins_memory
 from autoseg.training.splits import cases_of_fold, load_or_create_splits
 from autoseg.training.tracking import build_tracker
 from autoseg.training.trainer import Trainer, TrainSettings
@@ -83,6 +84,8 @@ class TrainOptions:
             after the copy; the workers only read and cut) or ``auto`` (device on CUDA).
         progress: show tqdm bars.
         distributed: this process's place in a DDP run.
+        levers: how fast a step runs (``--compile``, ``--bf16`` ...); defaults are the
+            trainer's own behaviour.
     """
 
     epochs: int | None = None
@@ -105,6 +108,7 @@ class TrainOptions:
     augment_on: str = "auto"
     progress: bool = True
     distributed: DistContext = SINGLE
+    levers: SpeedLevers = DEFAULT_LEVERS
 
     def __post_init__(self) -> None:
         check_device(self.device)
@@ -224,6 +228,15 @@ def augments_on_device(option: str, device: torch.device) -> bool:
     return option == "device" or (option == "auto" and device.type == "cuda")
 
 
+def device_transform(on_device: bool) -> Any:
+    """The trainer's batch transform: augmentation on the device, or none."""
+    if not on_device:
+        return None
+    from autoseg.training.device_augmentation import augment_on_device
+
+    return augment_on_device
+
+
 def make_batches(
     data: FoldData,
     network: torch.nn.Module,
@@ -236,9 +249,9 @@ def make_batches(
 
     config, training = data.config, data.config["training"]
     factory = functools.partial(make_training_loader, augment_on_device=on_device)
-    make = functools.partial(
-        _loader_at, factory, data, options, training.get("oversample_foreground", 0.33)
-    )
+    pin = pins_memory(options.levers, next(network.parameters()).device)
+    oversample = training.get("oversample_foreground", 0.33)
+    make = functools.partial(_loader_at, factory, data, options, oversample, pin)
     growth = None
     if options.patch_growth is not None:
         growth = PatchGrowth(tuple(config["patch_size"]), tuple(network.divisors), epochs,
@@ -247,7 +260,7 @@ def make_batches(
 
 
 def _loader_at(
-    factory: Any, data: FoldData, options: TrainOptions, oversample: float,
+    factory: Any, data: FoldData, options: TrainOptions, oversample: float, pin: bool,
     patch: Sequence[int], start: int,
 ) -> Any:  # fmt: skip
     return factory(
@@ -256,7 +269,7 @@ def _loader_at(
         oversample_foreground=oversample,
         per_lesion=float(data.config["training"].get("per_lesion_sampling", 0.0)),
         num_workers=options.num_workers,
-        seed=rank_seed(options.seed, options.distributed.rank), start=start,
+        seed=rank_seed(options.seed, options.distributed.rank), start=start, pin_memory=pin,
     )  # fmt: skip
 
 
@@ -285,12 +298,17 @@ def build_model(data: FoldData, options: TrainOptions, device: torch.device) -> 
         frozen = freeze(network, encoder_prefixes(network))
         print(f"froze {len(frozen)} encoder parameter tensors")
     network = network.to(device)
-    return to_channels_last(network) if is_3d(data.config) else network
+    return to_channels_last(network) if runs_channels_last(data, options) else network
 
 
 def is_3d(config: dict[str, Any]) -> bool:
     """3D patches: the network runs channels-last (much faster 3D convolutions)."""
     return len(config["patch_size"]) == 3
+
+
+def runs_channels_last(data: FoldData, options: TrainOptions) -> bool:
+    """3D configurations run channels-last unless the lever is switched off."""
+    return is_3d(data.config) and options.levers.channels_last
 
 
 def build_optimisation(
@@ -307,6 +325,7 @@ def build_optimisation(
         for k, v in training.items()
         if k in ("lr", "momentum", "weight_decay", "nesterov", "betas")
     }
+    settings |= optimizer_flags(options.levers, next(network.parameters()).device)
     optimizer = build_optimizer(
         training.get("optimizer", "sgd"), trainable_parameters(network), **settings
     )
@@ -355,6 +374,22 @@ def check_fold_folder(folder: Path, options: TrainOptions) -> Path | None:
     return None
 
 
+def train_settings(
+    data: FoldData, fold: int | str, options: TrainOptions, epochs: int, iterations: int
+) -> TrainSettings:
+    """The loop settings of a fold from its plans entry and the options."""
+    training = data.config["training"]
+    return TrainSettings(
+        epochs, iterations, amp=options.amp and bool(training.get("amp", True)),
+        gradient_clip=training.get("gradient_clip", 12.0),
+        channels_last=runs_channels_last(data, options),
+        auxiliary_weight=float(training.get("auxiliary_loss_weight", 0.1)),
+        metadata={"plans_id": data.plans.plans_id, "configuration": data.configuration,
+                  "network": data.config["network"], "dataset": data.dataset, "fold": str(fold)},
+        levers=options.levers,
+    )  # fmt: skip
+
+
 def build_trainer(
     workspace: Workspace, data: FoldData, fold: int | str, folder: Path, options: TrainOptions
 ) -> Trainer:
@@ -373,24 +408,13 @@ def build_trainer(
     loss, optimizer, schedule = build_optimisation(data, network, options, epochs)
     weights = training.get("deep_supervision_weights") or []
     model = wrap_model(network, options.distributed, find_unused=any(w == 0 for w in weights))
-    settings = TrainSettings(
-        epochs, iterations, amp=options.amp and bool(training.get("amp", True)),
-        gradient_clip=training.get("gradient_clip", 12.0), channels_last=is_3d(data.config),
-        auxiliary_weight=float(training.get("auxiliary_loss_weight", 0.1)),
-        metadata={"plans_id": data.plans.plans_id, "configuration": data.configuration,
-                  "network": data.config["network"], "dataset": data.dataset, "fold": str(fold)},
-    )  # fmt: skip
+    settings = train_settings(data, fold, options, epochs, iterations)
     on_device = augments_on_device(options.augment_on, device)
-    transform = None
-    if on_device:
-        from autoseg.training.device_augmentation import augment_on_device
-
-        transform = augment_on_device
     return Trainer(
         model, loss, optimizer, schedule, make_batches(data, network, options, epochs, on_device),
         make_validation(data, options), settings, device,
         build_callbacks(workspace, data, fold, folder, options), options.distributed,
-        batch_transform=transform,
+        batch_transform=device_transform(on_device),
     )  # fmt: skip
 
 

@@ -47,12 +47,15 @@ def _sgd(
     momentum: float = 0.99,
     weight_decay: float = 3e-5,
     nesterov: bool = True,
+    fused: bool | None = None,
     **_: Any,
 ) -> torch.optim.Optimizer:
-    """nnU-Net's choice: SGD with high Nesterov momentum, robust across datasets."""
+    """nnU-Net's choice: SGD with high Nesterov momentum, robust across datasets
+    (``fused``: one CUDA kernel for all parameters, the ``fused_optimizer`` lever)."""
     return torch.optim.SGD(
-        groups, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov
-    )
+        groups, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov,
+        fused=fused,
+    )  # fmt: skip
 
 
 def _adamw(
@@ -60,10 +63,13 @@ def _adamw(
     lr: float = 1e-3,
     weight_decay: float = 1e-2,
     betas: tuple[float, float] = (0.9, 0.999),
+    fused: bool | None = None,
     **_: Any,
 ) -> torch.optim.Optimizer:
     """AdamW: usually preferred for transformer-heavy networks and fine-tuning."""
-    return torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay, betas=tuple(betas))
+    return torch.optim.AdamW(
+        groups, lr=lr, weight_decay=weight_decay, betas=tuple(betas), fused=fused
+    )
 
 
 OPTIMIZERS.update(sgd=_sgd, adamw=_adamw)

@@ -25,6 +25,13 @@ from autoseg.training.batches import Batch, BatchProvider
 from autoseg.training.distributed import SINGLE, DistContext, all_reduce_sum, unwrap
 from autoseg.training.metrics import confusion_counts, pseudo_dice, update_ema
 from autoseg.training.optim import LRSchedule
+from autoseg.training.speed import (
+    DEFAULT_LEVERS,
+    CompiledOrEager,
+    SpeedLevers,
+    autocast_dtype,
+    backend_flags,
+)
 
 EXIT_INTERRUPTED = 75  # EX_TEMPFAIL: checkpointed on a signal, run again with --continue
 
@@ -67,6 +74,8 @@ class TrainSettings:
         channels_last: 3D batches in channels-last memory order (the model's 3D weights
             must be so too; see :func:`~autoseg.networks.base.channels_last`).
         metadata: plain values every checkpoint records (plans_id, configuration, network).
+        levers: how fast a step runs (precision, cuDNN autotuning, compile); the caller
+            builds the optimiser, loader and channels-last weights to match.
     """
 
     epochs: int
@@ -76,13 +85,15 @@ class TrainSettings:
     auxiliary_weight: float = 0.1
     channels_last: bool = False
     metadata: dict[str, Any] = field(default_factory=dict)
+    levers: SpeedLevers = DEFAULT_LEVERS
 
 
-def amp_dtype(device: torch.device, enabled: bool) -> torch.dtype | None:
-    """bf16 on CUDA when supported (no loss scaling needed), else fp16; None off CUDA."""
-    if not enabled or device.type != "cuda":
-        return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+def amp_dtype(
+    device: torch.device, enabled: bool, levers: SpeedLevers = DEFAULT_LEVERS
+) -> torch.dtype | None:
+    """bf16 on CUDA when supported (no loss scaling needed), else fp16; None off CUDA
+    (the ``precision`` lever can force either, or full precision)."""
+    return autocast_dtype(levers, device, enabled)
 
 
 class Trainer:
@@ -123,7 +134,8 @@ class Trainer:
         self.batches, self.validation, self.settings = batches, validation, settings
         self.device, self.context = device, context
         self.network = unwrap(model)
-        self.dtype = amp_dtype(device, settings.amp)
+        self.dtype = amp_dtype(device, settings.amp, settings.levers)
+        self.compiled = CompiledOrEager(model, settings.levers.compile)
         use_scaler = self.dtype == torch.float16
         self.scaler = torch.amp.GradScaler(device.type, enabled=use_scaler)
         self.state = TrainState()
@@ -147,7 +159,7 @@ class Trainer:
         a crashed run keeps its last ``checkpoint_latest.pt`` and writes no final one."""
         self.call("before_train")
         try:
-            with flushed_denormals(self.device):
+            with flushed_denormals(self.device), backend_flags(self.settings.levers, self.device):
                 while self.state.epoch < self.epochs and not self.state.stop:
                     self.run_epoch()
             self.call("after_train")
@@ -200,7 +212,11 @@ class Trainer:
         return torch.autocast(self.device.type, dtype=self.dtype)
 
     def train_step(self, batch: Batch) -> float:
-        """Forward, deep-supervision loss (+ auxiliary loss), backward, clip, step."""
+        """Forward, deep-supervision loss (+ auxiliary loss), backward, clip, step (on the
+        compiled model when the ``compile`` lever is on and compiling works)."""
+        return self.compiled.run(lambda model: self._step(model, batch))
+
+    def _step(self, model: nn.Module, batch: Batch) -> float:
         self.model.train()
         batch = {**batch, "data": batch["data"].to(self.device, non_blocking=True),
                  "target": batch["target"].to(self.device, non_blocking=True)}  # fmt: skip
@@ -210,7 +226,7 @@ class Trainer:
         target = batch["target"]  # (B, 1, *patch)
         self.optimizer.zero_grad(set_to_none=True)
         with self.autocast():
-            loss = self.loss(self.model(data), target)
+            loss = self.loss(model(data), target)
             auxiliary = getattr(self.network, "auxiliary_loss", None)
             if auxiliary is not None and self.settings.auxiliary_weight:
                 loss = loss + self.settings.auxiliary_weight * auxiliary()

@@ -18,7 +18,10 @@ synthetic ones.
   (:data:`CPU_GFLOPS_PER_ITERATION`) so it picks its small patches and networks, as it
   would for a much slower CPU;
 - ``autoseg_train``: ``--epochs 1 --iters-per-epoch 2 -nw 0 --no-progress`` appended
-  (last flag wins, so they replace any written in the docs).
+  (last flag wins, so they replace any written in the docs);
+- ``autoseg_benchmark``: ``--iterations 2 --warmup 1 -nw 0 --prediction-cases 1
+  --no-progress`` appended, and ``torch.compile`` fails at once (:func:`failing_compile`):
+  compiling takes minutes on a CPU, so ``--compile`` runs take the eager fallback.
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ from tests.data.convert_helpers import release_tree
 
 CPU_GFLOPS_PER_ITERATION = 4.0
 TRAIN_BUDGET = ("--epochs", "1", "--iters-per-epoch", "2", "-nw", "0", "--no-progress")
+BENCHMARK_BUDGET = ("--iterations", "2", "--warmup", "1", "-nw", "0", "--prediction-cases", "1",
+                    "--no-progress")  # fmt: skip
 MAX_CASES, MAX_TEST_CASES = 5, 1
 # Coarse voxels per synthetic kind: small volumes, and DWI with thick slices (12 mm over
 # 3.5 mm pixels), the planner's 2.5d_unet case as dwi-adc.md says.
@@ -181,7 +186,18 @@ def budget_argv(program: str, argv: list[str]) -> list[str]:
         return [*argv, "--no-progress"]
     if program == "autoseg_train":
         return [*argv, *TRAIN_BUDGET]
+    if program == "autoseg_benchmark":
+        return [*argv, *BENCHMARK_BUDGET]
     return argv
+
+
+def failing_compile(model: object, *args: object, **kwargs: object) -> object:
+    """Stands in for ``torch.compile``: the compiled model fails at its first call."""
+
+    def compiled(*call_args: object, **call_kwargs: object) -> object:
+        raise RuntimeError("torch.compile is switched off in the docs test (minutes on a CPU)")
+
+    return compiled
 
 
 def _cap(argv: list[str], flag: str, most: int) -> list[str]:

@@ -12,12 +12,14 @@ Doc drift fails here. Two levels:
    placeholder paths and the only budget changes the test makes). Every command must exit
    0, or the status its ``# exit N`` comment states. Checked by parsing only, because they
    need a cluster or several GPUs: ``torchrun`` lines, ``autoseg_train --num-gpus N`` with
-   N > 1, ``sbatch FILE`` (FILE must exist, written by an earlier ``autoseg_slurm`` line,
-   and pass ``bash -n``) and ``make`` (which sets up a virtual environment).
+   N > 1, any command with ``--device cuda`` on a machine without CUDA, ``sbatch FILE``
+   (FILE must exist, written by an earlier ``autoseg_slurm`` line, and pass ``bash -n``),
+   ``bash SCRIPT`` (a script of the repository, which must pass ``bash -n``: the GPU
+   benchmark) and ``make`` (which sets up a virtual environment).
 
 Shell rules the docs keep to (so that this harness can follow them) are in
 :mod:`tests.docs.doc_commands`. ``cluster.md`` and ``plans.md`` continue from the ATLAS
-model that ``atlas-t1w.md`` trains (:data:`NEEDS`).
+model that ``atlas-t1w.md`` trains (:data:`NEEDS`); ``benchmark.md`` from its plans.
 """
 
 from __future__ import annotations
@@ -37,21 +39,30 @@ import torch
 from autoseg import cli
 from autoseg.planning import device
 from autoseg.planning.rules import CPU_TRAINING
+from autoseg.training import speed
 from tests.docs.doc_commands import DOCS_DIR, DocCommand, doc_pages, expand, page_commands
-from tests.docs.doc_world import CPU_GFLOPS_PER_ITERATION, budget_argv, ensure_sources, localize
+from tests.docs.doc_world import (
+    CPU_GFLOPS_PER_ITERATION,
+    budget_argv,
+    ensure_sources,
+    failing_compile,
+    localize,
+)
 
 REPO = DOCS_DIR.parent
 COMMANDS = ("synth", "convert", "verify", "plan", "train", "slurm", "predict", "export",
-            "find_best", "ensemble", "evaluate", "report", "visualize")  # fmt: skip
+            "find_best", "ensemble", "evaluate", "report", "visualize", "benchmark")  # fmt: skip
 PARSERS: dict[str, Callable] = {f"autoseg_{c}": getattr(cli, f"{c}_parser") for c in COMMANDS}
 MAINS: dict[str, Callable] = {f"autoseg_{c}": getattr(cli, f"{c}_main") for c in COMMANDS}
-NEEDS = {"cluster.md": ["atlas-t1w.md"], "plans.md": ["atlas-t1w.md"]}
-ORDER = ["quickstart.md", "atlas-t1w.md", "cluster.md", "plans.md", "ct-png-slices.md",
-         "dwi-adc.md", "from-nnunet.md", "metrics.md", "isles22-lesion-table.md"]  # fmt: skip
-PARSE_ONLY = {"torchrun", "sbatch", "make"}
+NEEDS = {"cluster.md": ["atlas-t1w.md"], "plans.md": ["atlas-t1w.md"],
+         "benchmark.md": ["atlas-t1w.md"]}  # fmt: skip
+ORDER = ["quickstart.md", "atlas-t1w.md", "benchmark.md", "cluster.md", "plans.md",
+         "ct-png-slices.md", "dwi-adc.md", "from-nnunet.md", "metrics.md",
+         "isles22-lesion-table.md"]  # fmt: skip
+PARSE_ONLY = {"torchrun", "sbatch", "make", "bash"}
 EXPECTED_PAGES = {"index.md", "quickstart.md", "atlas-t1w.md", "ct-png-slices.md", "dwi-adc.md",
                   "plans.md", "cluster.md", "from-nnunet.md", "metrics.md",
-                  "isles22-lesion-table.md"}  # fmt: skip
+                  "isles22-lesion-table.md", "benchmark.md"}  # fmt: skip
 
 
 def all_commands() -> list[DocCommand]:
@@ -76,6 +87,10 @@ def parse_check(command: DocCommand) -> None:
     elif program == "make":
         targets = re.findall(r"^([\w-]+):", (REPO / "Makefile").read_text(), re.MULTILINE)
         assert set(args) <= set(targets), f"make {args}: Makefile targets are {targets}"
+    elif program == "bash":
+        script = REPO / args[0]
+        assert script.is_file(), f"{command.line}: no script {script}"
+        subprocess.run(["bash", "-n", str(script)], check=True)
     elif program != "sbatch":
         raise AssertionError(f"{command.page}: unsupported program in a bash block: {program}")
 
@@ -139,7 +154,10 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # beside other jobs, 2 OpenMP threads on 2 cores run ~20x slower
     try:
-        with mock.patch.object(device, "CPU_GFLOPS_PER_ITERATION", CPU_GFLOPS_PER_ITERATION):
+        with (
+            mock.patch.object(device, "CPU_GFLOPS_PER_ITERATION", CPU_GFLOPS_PER_ITERATION),
+            mock.patch.object(speed.torch, "compile", failing_compile),
+        ):
             yield World(tmp_path_factory.mktemp("docs"))
     finally:
         torch.set_num_threads(threads)
@@ -163,6 +181,8 @@ def check_parse_only(command: DocCommand, words: list[str], world: World) -> Non
 def is_parse_only(words: list[str]) -> bool:
     if words[0] in PARSE_ONLY:
         return True
+    if "--device" in words and words[words.index("--device") + 1] == "cuda":
+        return not torch.cuda.is_available()
     return (
         words[0] == "autoseg_train"
         and "--num-gpus" in words
