@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import math
 import os
 import signal
 import sys
@@ -20,6 +21,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing.context import BaseContext
+from pathlib import Path
 from typing import Any
 
 # A Python worker with numpy/scipy/nibabel imported, before it holds any volume.
@@ -32,6 +34,86 @@ def usable_cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:
         return os.cpu_count() or 1
+
+
+def available_cores() -> int:
+    """Cores this process can keep busy: its affinity, capped by a cgroup CPU quota.
+
+    Containers and SLURM often grant a quota (``cpu.max``, ``cpu.cfs_quota_us``) on a host
+    whose cores all stay in the affinity mask; counting those cores starts more busy
+    threads than the quota runs, and the kernel throttles the whole group for the rest of
+    each period. A fractional quota rounds down (1.5 CPUs: one thread), never below one.
+    """
+    limit = cgroup_cpu_limit()
+    cores = usable_cores()
+    return cores if limit is None else max(1, min(cores, math.floor(limit)))
+
+
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+PROC_CGROUP = Path("/proc/self/cgroup")
+V1_CPU_FOLDERS = ("cpu", "cpu,cpuacct", "cpuacct,cpu")
+
+
+def cgroup_cpu_limit(root: Path = CGROUP_ROOT, proc_cgroup: Path = PROC_CGROUP) -> float | None:
+    """CPUs the quota of this process's cgroup (or of any cgroup above it) allows, or None.
+
+    Args:
+        root: where the cgroup file systems are mounted.
+        proc_cgroup: the ``id:controllers:path`` lines naming this process's cgroups.
+    """
+    limits = [q for folder in _cgroup_folders(root, proc_cgroup) if (q := _quota(folder))]
+    return min(limits) if limits else None
+
+
+def _cgroup_folders(root: Path, proc_cgroup: Path) -> list[Path]:
+    """This process's cgroup folders and their ancestors, v2 and v1 (cpu controller)."""
+    try:
+        lines = proc_cgroup.read_text().splitlines()
+    except OSError:
+        return []
+    mounts = []
+    for line in lines:
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        _, controllers, path = parts
+        relative = Path(path.lstrip("/"))
+        if controllers == "":
+            mounts += [root / relative, root / "unified" / relative]
+        elif "cpu" in controllers.split(","):
+            mounts += [root / folder / relative for folder in V1_CPU_FOLDERS]
+    folders = []
+    for mount in mounts:  # a namespaced container sees its own cgroup as the mount's root
+        folders += [mount, *mount.parents]
+    return [f for f in dict.fromkeys(folders) if f.is_relative_to(root) and f.is_dir()]
+
+
+def _quota(folder: Path) -> float | None:
+    """The CPU quota of one cgroup folder, in CPUs (None: no file or no limit)."""
+    try:
+        if (folder / "cpu.max").is_file():
+            return parse_cpu_max((folder / "cpu.max").read_text())
+        if (folder / "cpu.cfs_quota_us").is_file():
+            quota = (folder / "cpu.cfs_quota_us").read_text()
+            return parse_cfs_quota(quota, (folder / "cpu.cfs_period_us").read_text())
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def parse_cpu_max(text: str) -> float | None:
+    """cgroup v2 ``cpu.max`` (``"$MAX $PERIOD"``, ``max`` for no limit) -> CPUs or None."""
+    fields = text.split()
+    if not fields or fields[0] == "max":
+        return None
+    period = float(fields[1]) if len(fields) > 1 else 100_000.0
+    return float(fields[0]) / period if period > 0 else None
+
+
+def parse_cfs_quota(quota_text: str, period_text: str) -> float | None:
+    """cgroup v1 ``cpu.cfs_quota_us`` / ``cpu.cfs_period_us`` -> CPUs or None (-1: none)."""
+    quota, period = float(quota_text.strip()), float(period_text.strip())
+    return quota / period if quota > 0 and period > 0 else None
 
 
 def available_memory_bytes() -> int:
@@ -66,7 +148,7 @@ def default_workers(
         memory_share: the share of available memory the pool may use.
     """
     by_memory = int(memory_share * available_memory_bytes() // max(per_worker_bytes, 1))
-    bounds = [usable_cores(), by_memory] + [b for b in (jobs, cap) if b is not None]
+    bounds = [available_cores(), by_memory] + [b for b in (jobs, cap) if b is not None]
     return max(1, min(bounds))
 
 

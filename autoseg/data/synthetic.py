@@ -33,6 +33,7 @@ from tqdm import tqdm
 
 from autoseg.data.paths import ensure_writable_dir
 from autoseg.data.synthetic_anatomy import (
+    WM,
     Anatomy,
     AnatomyPlan,
     build_anatomy,
@@ -41,13 +42,16 @@ from autoseg.data.synthetic_anatomy import (
 from autoseg.data.synthetic_fields import Grid, grid_covering
 from autoseg.data.synthetic_lesions import ACUTE_VOLUMES, CHRONIC_VOLUMES
 from autoseg.data.synthetic_render import (
+    BACKGROUNDS,
     CT_HU,
+    T1_MEANS,
     SiteLook,
     pseudo_hu_uint16,
     render_ct_hu,
     render_dwi,
     render_t1,
     rotate_in_plane,
+    set_background,
     site_look,
     window_uint8,
 )
@@ -126,6 +130,10 @@ def atlas_case(
     anatomy = build_anatomy(grid, ATLAS_CENTER_MM, plan, rngs, with_skull=True)
     look = _look(seed, "atlas", index, split, rngs)
     image = render_t1(anatomy, ATLAS_CENTER_MM, rngs, look, options.skull_stripped)
+    if not options.skull_stripped:
+        head = anatomy.full(anatomy.labels > 0, False)
+        wm = T1_MEANS[WM] * look.gain
+        image = set_background(image, head, options.background, rngs["noise"], wm)
     return _case(image, anatomy, plan)
 
 
@@ -203,6 +211,10 @@ def _check_arguments(kind: str, cases: int, test_cases: int, options: SynthOptio
     if options.layout not in (None, *LAYOUTS[kind]):
         known = ", ".join(LAYOUTS[kind])
         raise ValueError(f"unknown layout '{options.layout}' for {kind} (known: {known})")
+    if options.background not in BACKGROUNDS:
+        raise ValueError(
+            f"unknown background '{options.background}' (known: {', '.join(BACKGROUNDS)})"
+        )
     if options.png_bits not in (8, 16):
         raise ValueError(f"png_bits must be 8 or 16, got {options.png_bits}")
     if cases < 0 or test_cases < 0:
@@ -240,6 +252,7 @@ def synthesize(
     empty_fraction: float = 0.05,
     skull_stripped: bool = False,
     png_bits: int = 8,
+    background: str = "rician",
 ) -> list[Path]:
     """Write a synthetic dataset of ``kind`` under ``dest``; returns every file written.
 
@@ -258,13 +271,24 @@ def synthesize(
         empty_fraction: probability that a case has no lesion.
         skull_stripped: atlas only: the brain alone on a zero background.
         png_bits: ct-png only: 8 (brain window) or 16 (pseudo-HU, HU + 1024).
+        background: atlas only: the air around the head, ``rician`` (magnitude noise),
+            ``zero`` or ``gaussian`` (zero-mean noise; see
+            :func:`~autoseg.data.synthetic_render.set_background`).
 
     Raises:
         ValueError: unknown kind, size or layout (listing the known ones), bad counts.
     """
     spacing = tuple(float(s) for s in spacing_mm) if spacing_mm is not None else None
     options = SynthOptions(
-        size, spacing, layout, mask_dtype, mask_scale, empty_fraction, skull_stripped, png_bits
+        size,
+        spacing,
+        layout,
+        mask_dtype,
+        mask_scale,
+        empty_fraction,
+        skull_stripped,
+        png_bits,
+        background,
     )
     _check_arguments(kind, cases, test_cases, options)
     ensure_writable_dir(dest, "destination folder")

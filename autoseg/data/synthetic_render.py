@@ -137,6 +137,28 @@ def render_t1(
     return rician(rngs["noise"], signal, sigma).astype(np.float32, copy=False)
 
 
+BACKGROUNDS = ("rician", "zero", "gaussian")
+GAUSSIAN_AIR_SIGMA = 0.15  # of white matter: a template with noise added, SNR about 7
+
+
+def set_background(
+    image: np.ndarray, head: np.ndarray, background: str, rng: np.random.Generator, wm: float
+) -> np.ndarray:
+    """The air of a rendered T1 as asked: ``rician`` (the scan's own magnitude noise, as
+    rendered), ``zero`` (a masked or defaced export: exactly 0) or ``gaussian`` (zero-mean
+    noise of :data:`GAUSSIAN_AIR_SIGMA` times white matter ``wm``, negative half included:
+    a template with noise added, or a scan after intensity correction)."""
+    if background == "rician":
+        return image
+    out = np.where(head, image, np.float32(0.0)).astype(np.float32)
+    if background == "gaussian":
+        noise = rng.standard_normal(image.shape, dtype=np.float32) * np.float32(
+            GAUSSIAN_AIR_SIGMA * wm
+        )
+        out[~head] = noise[~head]
+    return out
+
+
 def ct_core(severity: np.ndarray) -> np.ndarray:
     """Acute ischaemia on CT: hypodense, 4 (subtle) to 14 HU below white matter."""
     return CT_HU[WM] - 4.0 - 10.0 * severity

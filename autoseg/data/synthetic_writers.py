@@ -37,6 +37,7 @@ class SynthOptions:
     empty_fraction: float = 0.05
     skull_stripped: bool = False
     png_bits: int = 8
+    background: str = "rician"
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,12 @@ import torch
 from autoseg.inference.settings import InferenceSettings
 from autoseg.inference.sliding_window import NetworkFn, sliding_window_inference
 from autoseg.inference.tta import Axes, mirror_combinations, mirrored
-from autoseg.networks.base import channels_last, flushed_denormals, to_channels_last
+from autoseg.networks.base import (
+    channels_last,
+    cpu_threads,
+    flushed_denormals,
+    to_channels_last,
+)
 
 
 def mirror_set(settings: InferenceSettings) -> list[Axes]:
@@ -100,6 +105,8 @@ def predict_case(
     if not networks:
         raise ValueError("predict_case needs at least one network")
     image = torch.as_tensor(image)
+    if torch.device(settings.device).type == "cpu":
+        cpu_threads()  # no more threads than the cgroup quota runs
     with torch.inference_mode(), _eval_mode(networks), flushed_denormals(settings.device):
         total: torch.Tensor | None = None
         for network in networks:

@@ -25,7 +25,7 @@ from autoseg.data.layout import resolve_dataset_dir
 from autoseg.data.paths import ensure_writable_dir
 from autoseg.data.workspace import Workspace
 from autoseg.networks import build_network
-from autoseg.networks.base import to_channels_last
+from autoseg.networks.base import cpu_threads, to_channels_last
 from autoseg.planning.device import check_device
 from autoseg.planning.feasibility import check_trainable
 from autoseg.planning.plans import Plans, load_plans, write_plans
@@ -263,7 +263,7 @@ def _loader_at(
     factory: Any, data: FoldData, options: TrainOptions, oversample: float, pin: bool,
     patch: Sequence[int], start: int,
 ) -> Any:  # fmt: skip
-    return factory(
+    loader = factory(
         data.cache, data.train_ids, patch, data.config["batch_size"],
         slices=_slices(data.config), augmentation=data.config.get("augmentation"),
         oversample_foreground=oversample,
@@ -271,6 +271,9 @@ def _loader_at(
         num_workers=options.num_workers,
         seed=rank_seed(options.seed, options.distributed.rank), start=start, pin_memory=pin,
     )  # fmt: skip
+    # the loader's workers are busy processes too: torch keeps the cores they leave
+    cpu_threads(reserve=int(getattr(loader, "num_workers", 0)))
+    return loader
 
 
 def make_validation(data: FoldData, options: TrainOptions) -> Any:

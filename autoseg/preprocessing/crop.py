@@ -18,6 +18,10 @@ from scipy import ndimage
 from skimage.filters import threshold_otsu
 
 NO_BACKGROUND_FRACTION = 0.95  # a nonzero mask this full means the scan has no zero air
+# Noisy air: the head's median must clear the air's by this many of the air's robust sigmas.
+# MR air noise is a few % of white matter (tens of sigmas below it); the darkest tissue left
+# out of a mask of an image cropped to the tissue, or one half of pure noise, is not.
+AIR_CONTRAST = 3.0
 
 
 @dataclass(frozen=True)
@@ -105,14 +109,24 @@ def foreground_mask(data: np.ndarray) -> np.ndarray:
 
 def is_air_around(channel: np.ndarray, head: np.ndarray) -> bool:
     """Whether what a threshold mask leaves out looks like air: a real share of the grid
-    (>= 5 %), much darker than the head (median under a quarter of the head's). Otherwise
-    (an image cropped to the tissue, pure noise) the mask is not trusted."""
+    (>= 5 %) and much darker than the head, either near the image's floor (median under
+    a quarter of the head's, counted from the minimum: magnitude MR, CT) or far below the
+    head on the scale of its own spread (zero-mean or offset noise, whose negative tail
+    makes the minimum useless). Otherwise (an image cropped to the tissue, pure noise)
+    the mask is not trusted."""
     outside = ~head
     if outside.mean() < 0.05 or head.mean() < 0.05:
         return False
     low = float(channel.min())
-    air = float(np.median(channel[outside])) - low
-    return air < 0.25 * (float(np.median(channel[head])) - low)
+    air, tissue = float(np.median(channel[outside])), float(np.median(channel[head]))
+    if air - low < 0.25 * (tissue - low):
+        return True
+    return tissue - air > AIR_CONTRAST * robust_sigma(channel[outside])
+
+
+def robust_sigma(values: np.ndarray) -> float:
+    """Standard deviation estimated from the median absolute deviation (outliers ignored)."""
+    return 1.4826 * float(np.median(np.abs(values - np.median(values))))
 
 
 def threshold_mask(channel: np.ndarray) -> np.ndarray:

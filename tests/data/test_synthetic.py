@@ -268,3 +268,26 @@ def test_dwi_mixed_folder_has_nifti_every_third_case(tmp_path: Path) -> None:
     np.testing.assert_array_equal(image, case.image)
     np.testing.assert_array_equal(mask, case.mask)
     assert not (tmp_path / "case_0003_dwi.npy").exists()
+
+
+def test_atlas_background_options_change_only_the_air() -> None:
+    from autoseg.data.synthetic import SynthOptions, atlas_case
+
+    cases = {
+        bg: atlas_case(3, 0, SynthOptions(size="tiny", background=bg))
+        for bg in ("rician", "zero", "gaussian")
+    }
+    head = cases["rician"].tissue > 0
+    for case in cases.values():
+        np.testing.assert_array_equal(case.image[head], cases["rician"].image[head])
+    assert (cases["rician"].image[~head] > 0).all()  # magnitude noise, as before
+    assert (cases["zero"].image[~head] == 0).all()
+    air = cases["gaussian"].image[~head]
+    assert (air < 0).mean() > 0.4 and abs(float(np.median(air))) < 0.1 * air.std()
+
+
+def test_unknown_background_is_refused(tmp_path: Path) -> None:
+    from autoseg.data.synthetic import synthesize
+
+    with pytest.raises(ValueError, match="unknown background 'fog'"):
+        synthesize("atlas", tmp_path, 1, size="tiny", background="fog", progress=False)

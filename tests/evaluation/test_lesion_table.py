@@ -21,6 +21,8 @@ from autoseg.evaluation.lesion_files import (
     lesion_tables,
     load_atlas,
 )
+from autoseg.evaluation.lesion_table import VoxelMaps, majority_per_component, measure_lesions
+from autoseg.evaluation.lesions import label_components
 from tests.conftest import tiny_meta
 
 CASE = "sub-strokecase0009/ses-0001/sub-strokecase0009_ses-0001"
@@ -179,3 +181,52 @@ def test_atlas_names_table_errors(tmp_path: Path) -> None:
         f"{tmp_path / 'x.nii.gz'}: file not found",
         f"{tmp_path / 'names.tsv'}: needs tab-separated columns 'index' and 'name'",
     ]
+
+
+def brute_majority(values: np.ndarray) -> int:
+    """The most frequent value (ties: smallest), 0 only when nothing else is there."""
+    counts = np.bincount(values)
+    if counts.size > 1 and counts[1:].any():
+        counts[0] = 0
+    return int(np.argmax(counts))
+
+
+def test_majority_per_component_matches_a_count_per_component() -> None:
+    rng = np.random.default_rng(3)
+    ids = rng.integers(1, 40, 5000)
+    values = rng.integers(0, 4, 5000) * (rng.random(5000) < 0.9)
+    values[ids == 7] = 0  # a component of zeros only keeps 0
+    values[ids == 8] = np.where(np.arange((ids == 8).sum()) < 3, 2, 0)  # 2 beats many zeros
+    found = majority_per_component(ids, values, 40, ignore_zero=True)
+    expected = [brute_majority(values[ids == i]) if (ids == i).any() else 0 for i in range(1, 41)]
+    assert found.tolist() == expected
+    assert found[6] == 0 and found[7] == 2
+    assert majority_per_component(ids[:0], values[:0], 3, ignore_zero=True).tolist() == [0, 0, 0]
+
+
+def test_thousands_of_blobs_measured_as_one_by_one() -> None:
+    """A many-blob prediction (an untrained network) gets every lesion's size, centroid,
+    majority label and atlas region right, as a loop over components computes them."""
+    rng = np.random.default_rng(5)
+    shape = (30, 36, 28)
+    labels = ((rng.random(shape) < 0.04) * rng.integers(1, 3, shape)).astype(np.uint8)
+    atlas = rng.integers(0, 5, shape)
+    meta = tiny_meta(shape)
+    names = {1: "a", 2: "b", 3: "c", 4: "d"}
+    result = measure_lesions("c", labels, meta, 26, VoxelMaps(atlas=atlas), None, names)
+    components, count = label_components(labels > 0, 26)
+    assert len(result.lesions) == count > 500
+    by_centroid = {}
+    for index in range(1, count + 1):
+        own = components == index
+        zyx = np.argwhere(own).mean(axis=0)
+        by_centroid[tuple(np.round(zyx[::-1], 6))] = (
+            int(own.sum()),
+            brute_majority(labels[own]),
+            names.get(brute_majority(atlas[own])),
+        )
+    sizes = [lesion.voxels for lesion in result.lesions]
+    assert sizes == sorted(sizes, reverse=True)
+    for lesion in result.lesions:
+        key = tuple(np.round(lesion.centroid_ijk, 6))
+        assert by_centroid[key] == (lesion.voxels, lesion.label, lesion.region)

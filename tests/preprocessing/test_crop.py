@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from scipy import ndimage
 
 from autoseg.preprocessing.crop import CropBox, bounding_box, crop, fill_holes, nonzero_mask, uncrop
@@ -71,3 +72,33 @@ def test_foreground_mask_keeps_the_nonzero_mask_when_nothing_looks_like_air() ->
     stripped = np.zeros((1, 10, 12, 14), np.float32)
     stripped[0, 2:8, 3:9, 4:10] = 5.0
     np.testing.assert_array_equal(foreground_mask(stripped), nonzero_mask(stripped))
+
+
+@pytest.mark.parametrize("background", ["rician", "zero", "gaussian"])
+def test_the_crop_follows_the_head_whatever_the_air_holds(background: str) -> None:
+    """Zero-mean noise in the air (its minimum far below the air's median) used to defeat
+    the air test, and the crop kept the whole grid: prediction then cost the noise."""
+    from autoseg.data.synthetic import SynthOptions, atlas_case
+    from autoseg.preprocessing.crop import foreground_mask
+
+    case = atlas_case(1, 0, SynthOptions(size="small", background=background))
+    head = case.tissue > 0
+    box = bounding_box(foreground_mask(case.image[None]))
+    head_box = bounding_box(head)
+    assert foreground_mask(case.image[None])[head].all()
+    # a few voxels of margin per side around the head's own box (smoothing, dilation)
+    assert all(a - 3 <= b <= a for a, b in zip(head_box.start, box.start, strict=True))
+    assert all(a <= b <= a + 3 for a, b in zip(head_box.stop, box.stop, strict=True))
+
+
+def test_two_overlapping_noise_clouds_are_not_taken_for_head_and_air() -> None:
+    from autoseg.preprocessing.crop import is_air_around
+
+    rng = np.random.default_rng(0)
+    channel = rng.normal(1.0, 0.5, (20, 20, 20)).astype(np.float32)
+    channel[:, :, 10:] += 0.5  # a brighter half, one noise sigma above the other
+    half = np.zeros(channel.shape, bool)
+    half[:, :, 10:] = True
+    assert not is_air_around(channel, half)
+    channel[:, :, 10:] += 5.0  # now it stands ten sigmas above: that is a head in air
+    assert is_air_around(channel, half)
