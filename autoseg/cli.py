@@ -1037,8 +1037,12 @@ def benchmark_parser() -> argparse.ArgumentParser:
         "--out", type=Path, help="JSON file (default results/NAME/CONFIG/benchmark_DEV.json)"
     )
     parser.add_argument("--seed", type=int, default=12345, help="initialisation and batches")
-    parser.add_argument("--augment-on", choices=("auto", "cpu", "device"), default="auto",
-                        help="as autoseg_train: where augmentation runs (auto: device on CUDA)")
+    parser.add_argument(
+        "--augment-on",
+        choices=("auto", "cpu", "device"),
+        default="auto",
+        help="as autoseg_train: where augmentation runs (auto: device on CUDA)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_lever_flags(parser)
     add_workspace_flags(parser)

@@ -103,7 +103,9 @@ def test_missing_plans_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture) -> 
 
 
 def test_device_augmentation_is_benchmarked_as_training_runs_it(
-    planned: Workspace, tmp_path: Path, single_thread: None  # noqa: F811
+    planned: Workspace,
+    tmp_path: Path,
+    single_thread: None,  # noqa: F811
 ) -> None:
     """--augment-on device: the loader only cuts (larger than the patch) and the trainer's
     step augments, so a real-loading step still trains on the plans' patch."""
