@@ -19,6 +19,7 @@ from pathlib import Path
 
 from autoseg.cli_args import (
     OneLineParser,
+    add_augment_on_flag,
     add_lever_flags,
     dataset_name,
     levers_from,
@@ -311,9 +312,7 @@ def train_parser() -> argparse.ArgumentParser:
                              "its end inside the budget")  # fmt: skip
     parser.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cuda, cpu")
     parser.add_argument("-nw", "--num-workers", type=int, help="loader processes (0: inline)")
-    parser.add_argument("--augment-on", choices=("auto", "cpu", "device"), default="auto",
-                        help="where augmentation runs: loader workers (cpu), the training "
-                             "device after the copy (device), auto: device on CUDA")  # fmt: skip
+    add_augment_on_flag(parser)
     parser.add_argument("--pretrained", type=Path, help="checkpoint to initialise from")
     parser.add_argument("--freeze", choices=("encoder",), help="freeze part of the network")
     parser.add_argument("--tracker", choices=("mlflow", "wandb"), help="also log to a tracker")
@@ -1037,12 +1036,7 @@ def benchmark_parser() -> argparse.ArgumentParser:
         "--out", type=Path, help="JSON file (default results/NAME/CONFIG/benchmark_DEV.json)"
     )
     parser.add_argument("--seed", type=int, default=12345, help="initialisation and batches")
-    parser.add_argument(
-        "--augment-on",
-        choices=("auto", "cpu", "device"),
-        default="auto",
-        help="as autoseg_train: where augmentation runs (auto: device on CUDA)",
-    )
+    add_augment_on_flag(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_lever_flags(parser)
     add_workspace_flags(parser)

@@ -40,6 +40,16 @@ def dataset_name(text: str) -> str:
     return text
 
 
+def add_augment_on_flag(parser: argparse.ArgumentParser) -> None:
+    """``--augment-on``, shared by ``autoseg_train`` and ``autoseg_benchmark`` (the
+    benchmark must augment where training does, or its loader wait means nothing)."""
+    from autoseg.training.augmentation import AUGMENT_ON
+
+    parser.add_argument("--augment-on", choices=AUGMENT_ON, default="auto",
+                        help="where augmentation runs: loader workers (cpu), the training "
+                             "device after the copy (device), auto: device on CUDA")  # fmt: skip
+
+
 def add_lever_flags(parser: argparse.ArgumentParser) -> None:
     """The speed levers of a training step (:class:`~autoseg.training.speed.SpeedLevers`),
     shared by ``autoseg_train`` and ``autoseg_benchmark``; defaults change nothing."""

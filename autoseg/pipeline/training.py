@@ -30,6 +30,7 @@ from autoseg.planning.device import check_device
 from autoseg.planning.feasibility import check_trainable
 from autoseg.planning.plans import Plans, load_plans, write_plans
 from autoseg.training import callbacks as cb
+from autoseg.training.augmentation import AUGMENT_ON
 from autoseg.training.batches import LoaderBatches, PatchGrowth
 from autoseg.training.checkpoint import load_checkpoint, load_pretrained
 from autoseg.training.distributed import (
@@ -54,7 +55,6 @@ from autoseg.training.trainer import Trainer, TrainSettings
 
 BUDGET_EPOCH_CAP = 1000  # the most epochs a --max-minutes run may fit into its budget
 NUM_FOLDS, MIN_FOLDS = 5, 2
-AUGMENT_ON = ("auto", "cpu", "device")
 
 
 @dataclass(frozen=True)

@@ -49,6 +49,8 @@ DEFAULTS: dict[str, Any] = {
         "gamma": 0.3,
     },
 }
+# Where augmentation runs: the loader workers, the training device, or auto (device on CUDA).
+AUGMENT_ON = ("auto", "cpu", "device")
 INTERPOLATION_MARGIN = 2  # voxels of slack around the sampled coordinates
 ANGLE_STEP = math.radians(5.0)
 
