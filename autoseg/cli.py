@@ -2,7 +2,7 @@
 
 This is the only module that reads environment variables: it turns ``AUTOSEG_HOME``,
 ``AUTOSEG_RAW``, ``AUTOSEG_PREPROCESSED`` and ``AUTOSEG_RESULTS`` (or the matching flags)
-into a :class:`~autoseg.data.workspace.Workspace`. Exit status: 0 success, 2 bad usage or
+into a :class:`~autoseg.core.workspace.Workspace`. Exit status: 0 success, 2 bad usage or
 invalid input (reasons on stderr), 1 internal failure.
 """
 
@@ -25,8 +25,8 @@ from autoseg.cli_args import (
     levers_from,
     positive_int,
 )
-from autoseg.data.errors import InvalidInputError
-from autoseg.data.workspace import DEFAULT_HOME, Workspace
+from autoseg.core.errors import InvalidInputError
+from autoseg.core.workspace import DEFAULT_HOME, Workspace
 
 EXIT_OK, EXIT_FAILURE, EXIT_INVALID = 0, 1, 2
 
@@ -661,13 +661,13 @@ def export_parser() -> argparse.ArgumentParser:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from autoseg.data.paths import ensure_writable_file
+    from autoseg.core.paths import ensure_writable_file
+    from autoseg.core.run_layout import RunLayout
     from autoseg.pipeline.export import export_model_zip, export_onnx_from_results
-    from autoseg.pipeline.model import results_folder
 
     if not args.output and not args.onnx:
         raise InvalidInputError("give -o model.zip and/or --onnx model.onnx")
-    results = results_folder(args.workspace, args.dataset)
+    results = RunLayout.of_results(args.workspace, args.dataset).results
     folds = [_fold(f) for f in args.folds] if args.folds else None
     if args.onnx:  # refused before the zip is written, not after
         if not args.configurations or len(args.configurations) != 1 or not folds or len(folds) != 1:
@@ -991,7 +991,7 @@ def verify_parser() -> argparse.ArgumentParser:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from autoseg.data.layout import resolve_dataset_dir
+    from autoseg.core.run_layout import resolve_dataset_dir
     from autoseg.data.verify import format_report, verify_dataset
 
     root = resolve_dataset_dir(args.workspace.raw, args.dataset)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from typing import NoReturn
 
-from autoseg.data.paths import dataset_name_problem
+from autoseg.core.paths import dataset_name_problem
 
 EXIT_INVALID = 2
 

@@ -39,9 +39,9 @@ from cpu_predict_cost import (
     train_snapshots,
 )
 
-from autoseg.data.resources import available_cores
+from autoseg.core.cpu import flushed_denormals
+from autoseg.core.resources import available_cores
 from autoseg.inference.settings import InferenceSettings
-from autoseg.networks.base import flushed_denormals
 from autoseg.pipeline.training import TrainOptions, build_trainer, load_fold
 from autoseg.planning.preprocessing_entry import preprocessing_spec
 

@@ -41,15 +41,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+import autoseg.core.cpu as base
 import autoseg.inference.predict as predict_module
-import autoseg.networks.base as base
 import autoseg.pipeline.training as training_module
 import autoseg.preprocessing.crop as crop
+from autoseg.core.workspace import Workspace
 from autoseg.data.convert import convert
 from autoseg.data.io import write_label
 from autoseg.data.layout import RawDataset
 from autoseg.data.synthetic import synthesize
-from autoseg.data.workspace import Workspace
 from autoseg.inference.postprocess import postprocess
 from autoseg.inference.predict import predict_case
 from autoseg.inference.settings import InferenceSettings

@@ -37,7 +37,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from autoseg.data.atomic import read_json, write_json
+from autoseg.core.atomic import read_json, write_json
 from autoseg.evaluation.by_size import case_table, lesion_table, score_folders
 
 BIN = Path(sys.executable).parent

@@ -43,7 +43,7 @@ from typing import Any
 
 import torch
 
-from autoseg.data.atomic import atomic_path
+from autoseg.core.atomic import atomic_path
 from autoseg.data.convert import convert
 from autoseg.data.layout import RawDataset
 from autoseg.data.synthetic import synthesize

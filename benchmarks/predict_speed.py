@@ -32,10 +32,10 @@ from pathlib import Path
 
 import torch
 
+from autoseg.core.workspace import Workspace
 from autoseg.data.convert import convert
 from autoseg.data.layout import RawDataset
 from autoseg.data.synthetic import synthesize
-from autoseg.data.workspace import Workspace
 from autoseg.inference.predictor import predict_folder
 from autoseg.inference.settings import InferenceSettings
 from autoseg.networks import build_network

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from autoseg.data.workspace import Workspace
+from autoseg.core.workspace import Workspace
 from autoseg.pipeline.training import TrainOptions, build_trainer, load_fold
 
 NNUNET_SNIPPET = """

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from autoseg.cli import EXIT_FAILURE, EXIT_INVALID, run, workspace_from
-from autoseg.data.errors import InvalidInputError
+from autoseg.core.errors import InvalidInputError
 
 
 def _args(**flags: str | None) -> argparse.Namespace:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from autoseg.data.atomic import read_json
+from autoseg.core.atomic import read_json
 
 # The BIDS specification's entity table (v1.9), in the order names must use.
 ENTITY_ORDER = ("sub", "ses", "sample", "task", "tracksys", "acq", "nuc", "voi", "ce", "trc",

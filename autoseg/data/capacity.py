@@ -15,8 +15,8 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from autoseg.data.errors import InvalidInputError
-from autoseg.data.resources import available_memory_bytes
+from autoseg.core.errors import InvalidInputError
+from autoseg.core.resources import available_memory_bytes
 
 # Deflate emits at least 2 bits per 258-byte match, so no stream inflates by more than ~1032x.
 DEFLATE_MAX_RATIO = 1032

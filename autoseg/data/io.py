@@ -14,9 +14,9 @@ import nibabel as nib
 import numpy as np
 import SimpleITK as sitk
 
-from autoseg.data.atomic import atomic_path
+from autoseg.core.atomic import atomic_path
+from autoseg.core.errors import InvalidInputError
 from autoseg.data.capacity import check_claim, metaimage_header_problem, nifti_claim, sitk_claim
-from autoseg.data.errors import InvalidInputError
 from autoseg.data.records import ImageMeta, matrix_to_tuple, meta_from_affine
 
 NIFTI_ENDINGS = (".nii.gz", ".nii")

@@ -11,12 +11,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from autoseg.data.atomic import is_temporary, read_json, write_json
-from autoseg.data.errors import InvalidInputError
-from autoseg.data.paths import check_dataset_name
+from autoseg.core.atomic import is_temporary, read_json, write_json
+from autoseg.core.errors import InvalidInputError
+from autoseg.core.run_layout import DATASET_JSON
 from autoseg.data.records import Case
 
-NNUNET_FOLDER = re.compile(r"^Dataset(\d{3})_(.+)$")
 CHANNEL_SUFFIX = re.compile(r"^(.+)_(\d{4})$")
 
 
@@ -94,35 +93,6 @@ def parse_dataset_json(payload: dict[str, Any], where: Path) -> DatasetJson:
     )
 
 
-def resolve_dataset_dir(raw_root: Path, name: str) -> Path:
-    """Find a dataset folder by name: ``ATLAS``, or ``Foo`` / ``12`` / ``Dataset012_Foo``.
-
-    Raises:
-        InvalidInputError: a name that is not one folder name (``""`` would be the root
-            itself), no match (listing the datasets that exist) or several matches.
-    """
-    check_dataset_name(name)
-    raw_root = Path(raw_root)
-    if (raw_root / name).is_dir():
-        return raw_root / name
-    folders = sorted(p for p in raw_root.iterdir() if p.is_dir()) if raw_root.is_dir() else []
-    matches = [p for p in folders if _nnunet_folder_matches(p.name, name)]
-    if len(matches) == 1:
-        return matches[0]
-    known = ", ".join(p.name for p in folders) or "none"
-    if not matches:
-        raise InvalidInputError(f"{raw_root}: no dataset '{name}' (found: {known})")
-    raise InvalidInputError(f"{raw_root}: '{name}' is ambiguous ({', '.join(map(str, matches))})")
-
-
-def _nnunet_folder_matches(folder: str, name: str) -> bool:
-    match = NNUNET_FOLDER.match(folder)
-    if not match:
-        return False
-    number, short_name = match.groups()
-    return name == short_name or (name.isdigit() and int(name) == int(number))
-
-
 def split_channel_name(file_name: str, ending: str) -> tuple[str, int] | None:
     """``case_0003.nii.gz`` -> ``("case", 3)``; None when the name has no channel suffix."""
     if not file_name.endswith(ending):
@@ -142,7 +112,7 @@ class RawDataset:
     def open(cls, root: str | Path) -> RawDataset:
         """Open a dataset folder, validating its dataset.json."""
         root = Path(root)
-        json_path = root / "dataset.json"
+        json_path = root / DATASET_JSON
         if not json_path.is_file():
             raise InvalidInputError(f"{json_path}: missing (not a raw dataset folder)")
         return cls(root, parse_dataset_json(read_json(json_path), json_path))
@@ -202,4 +172,4 @@ def case_ids_in(folder: Path, ending: str) -> set[str]:
 
 def write_dataset_json(root: Path, dataset_json: DatasetJson) -> None:
     """Write ``root/dataset.json`` atomically."""
-    write_json(root / "dataset.json", dataset_json.to_json())
+    write_json(root / DATASET_JSON, dataset_json.to_json())

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from autoseg.data.atomic import atomic_path
-from autoseg.data.errors import InvalidInputError
+from autoseg.core.atomic import atomic_path
+from autoseg.core.errors import InvalidInputError
 
 PROBABILITIES_KEY = "probabilities"
 PROBABILITIES_ENDING = ".npz"

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from autoseg.data.atomic import read_json, write_json
+from autoseg.core.atomic import read_json, write_json
+from autoseg.core.errors import InvalidInputError
 from autoseg.data.bids import bids_label
-from autoseg.data.errors import InvalidInputError
 
 CASE_SOURCES_JSON = "case_sources.json"
 FORMAT_VERSION = 1

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from autoseg.data.paths import ensure_writable_dir
+from autoseg.core.paths import ensure_writable_dir
 from autoseg.data.synthetic_anatomy import (
     WM,
     Anatomy,

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from autoseg.data.atomic import atomic_path, write_json
+from autoseg.core.atomic import atomic_path, write_json
 from autoseg.data.io import write_volume
 from autoseg.data.records import ImageMeta, matrix_to_tuple
 from autoseg.data.synthetic_anatomy import AnatomyPlan

@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from autoseg.data.errors import InvalidInputError
+from autoseg.core.errors import InvalidInputError
+from autoseg.core.resources import default_workers, worker_pool
 from autoseg.data.io import read_meta
-from autoseg.data.resources import default_workers, worker_pool
 from autoseg.data.verify_case import GEOMETRY_TOLERANCE_MM, CaseJob, CaseResult, check_case
 from autoseg.data.verify_layout import scan_layout
 

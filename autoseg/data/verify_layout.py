@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from autoseg.data.atomic import is_temporary, read_json
+from autoseg.core.atomic import is_temporary, read_json
+from autoseg.core.run_layout import DATASET_JSON
 from autoseg.data.io import file_ending
 from autoseg.data.layout import dataset_json_problems, split_channel_name
 from autoseg.data.verify_case import CaseJob
@@ -64,7 +65,7 @@ def scan_layout(root: Path, tolerance_mm: float) -> LayoutScan:
     """
     if not root.is_dir():
         return LayoutScan(root.name, errors=[f"{root}: dataset folder not found"])
-    payload, errors = _read_dataset_json(root / "dataset.json")
+    payload, errors = _read_dataset_json(root / DATASET_JSON)
     settings = _settings(root, payload, errors)
     scan = LayoutScan(settings.name, errors=errors)
     images = _scan_images(root / "imagesTr", settings, scan, required=True)

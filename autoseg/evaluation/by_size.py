@@ -110,16 +110,3 @@ def lesion_table(
             "recall": float(np.mean([h.detected for h in members])) if members else None,
         })  # fmt: skip
     return rows
-
-
-def format_tables(cases: Sequence[CaseSize], lesions: Sequence[LesionHit]) -> str:
-    """Both tables as aligned text."""
-    lines = ["reference lesion volume (case)   cases   mean Dice"]
-    for row in case_table(cases):
-        dice = "-" if row["mean_dice"] is None else f"{row['mean_dice']:.3f}"
-        lines.append(f"  {row['bin']:<30} {row['cases']:>5}   {dice}")
-    lines.append("reference lesion volume (lesion) lesions  recall")
-    for row in lesion_table(lesions):
-        recall = "-" if row["recall"] is None else f"{row['recall']:.3f}"
-        lines.append(f"  {row['bin']:<30} {row['lesions']:>5}   {recall}")
-    return "\n".join(lines)

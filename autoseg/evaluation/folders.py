@@ -16,13 +16,14 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from autoseg.data.atomic import is_temporary, read_json, write_json
-from autoseg.data.errors import InvalidInputError
+from autoseg.core.atomic import is_temporary, read_json, write_json
+from autoseg.core.errors import InvalidInputError
+from autoseg.core.paths import ensure_writable_file
+from autoseg.core.resources import default_workers, worker_pool
+from autoseg.core.run_layout import DATASET_JSON
 from autoseg.data.io import VOLUME_ENDINGS, file_ending, read_meta, read_volume, strip_ending
 from autoseg.data.layout import parse_dataset_json
-from autoseg.data.paths import ensure_writable_file
 from autoseg.data.records import geometry_mismatch
-from autoseg.data.resources import default_workers, worker_pool
 from autoseg.evaluation.lesions import get_convention
 from autoseg.evaluation.metrics import both_empty_metrics, evaluate_labels
 from autoseg.evaluation.summary import CaseResult, summarise, write_case_csv
@@ -115,7 +116,7 @@ def labels_from_dataset_json(reference_dir: Path) -> list[int] | None:
     ``ignore`` label (nnU-Net) is not scored.
     """
     for folder in (reference_dir, reference_dir.parent):
-        path = folder / "dataset.json"
+        path = folder / DATASET_JSON
         if path.is_file():
             labels = parse_dataset_json(read_json(path), path).labels
             return sorted(v for name, v in labels.items() if v != 0 and name != "ignore")

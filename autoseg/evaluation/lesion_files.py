@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from autoseg.data.atomic import atomic_path, write_json
-from autoseg.data.errors import InvalidInputError
+from autoseg.core.atomic import atomic_path, write_json
+from autoseg.core.errors import InvalidInputError
 from autoseg.data.io import read_volume
 from autoseg.data.prediction_files import (
     DISAGREEMENT_SUFFIX,

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import cc3d
 import numpy as np
 
-from autoseg.data.errors import InvalidInputError
+from autoseg.core.errors import InvalidInputError
 from autoseg.evaluation.surface import union_crop
 
 

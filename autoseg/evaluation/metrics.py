@@ -23,7 +23,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from autoseg.data.errors import InvalidInputError
+from autoseg.core.errors import InvalidInputError
 from autoseg.evaluation.lesions import count_lesions, get_convention
 from autoseg.evaluation.surface import hd95_and_assd
 

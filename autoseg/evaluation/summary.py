@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from autoseg.data.atomic import atomic_path
+from autoseg.core.atomic import atomic_path
 from autoseg.evaluation.metrics import METRIC_KEYS
 
 

@@ -29,9 +29,9 @@ from typing import Any
 import numpy as np
 
 import autoseg
-from autoseg.data.atomic import atomic_path, write_json
+from autoseg.core.atomic import atomic_path, write_json
+from autoseg.core.errors import InvalidInputError
 from autoseg.data.bids import DESCRIPTION_FILE, BidsName, sidecar_path, subject_folder
-from autoseg.data.errors import InvalidInputError
 from autoseg.data.io import read_volume, write_label, write_volume
 from autoseg.data.prediction_files import read_probabilities
 from autoseg.data.sources import CaseSource

@@ -16,10 +16,10 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from autoseg.data.atomic import is_temporary
-from autoseg.data.errors import InvalidInputError
+from autoseg.core.atomic import is_temporary
+from autoseg.core.errors import InvalidInputError
+from autoseg.core.paths import ensure_writable_dir
 from autoseg.data.io import VOLUME_ENDINGS, read_meta
-from autoseg.data.paths import ensure_writable_dir
 from autoseg.data.prediction_files import PROBABILITIES_ENDING
 from autoseg.data.records import ImageMeta
 from autoseg.inference.calibration import rescale_probabilities

@@ -14,8 +14,8 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from autoseg.data.atomic import is_temporary
-from autoseg.data.errors import InvalidInputError
+from autoseg.core.atomic import is_temporary
+from autoseg.core.errors import InvalidInputError
 from autoseg.data.io import VOLUME_ENDINGS, file_ending, read_meta, strip_ending
 from autoseg.data.layout import CHANNEL_SUFFIX
 from autoseg.data.records import geometry_mismatch

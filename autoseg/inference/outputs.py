@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from autoseg.data.atomic import read_json, write_json
-from autoseg.data.errors import InvalidInputError
+from autoseg.core.atomic import read_json, write_json
+from autoseg.core.errors import InvalidInputError
 from autoseg.data.io import write_label
 from autoseg.data.prediction_files import (
     PROBABILITIES_ENDING,

@@ -14,15 +14,11 @@ from collections.abc import Callable, Iterator, Sequence
 import numpy as np
 import torch
 
+from autoseg.core.cpu import cpu_threads, flushed_denormals
 from autoseg.inference.settings import InferenceSettings
 from autoseg.inference.sliding_window import NetworkFn, sliding_window_inference
 from autoseg.inference.tta import Axes, mirror_combinations, mirrored
-from autoseg.networks.base import (
-    channels_last,
-    cpu_threads,
-    flushed_denormals,
-    to_channels_last,
-)
+from autoseg.networks.base import channels_last, to_channels_last
 
 
 def mirror_set(settings: InferenceSettings) -> list[Axes]:

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from autoseg.data.errors import InvalidInputError
+from autoseg.core.errors import InvalidInputError
 from autoseg.data.io import write_label
 from autoseg.inference.inputs import InputCase, verify_inputs
 from autoseg.inference.outputs import CaseOutputs, case_outputs, select_pending, write_case

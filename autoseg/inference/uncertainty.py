@@ -35,7 +35,7 @@ import numpy as np
 from scipy import ndimage
 from tqdm.auto import tqdm
 
-from autoseg.data.atomic import write_json
+from autoseg.core.atomic import write_json
 from autoseg.data.io import write_label, write_volume
 from autoseg.data.prediction_files import DISAGREEMENT_SUFFIX, LESIONS_SUFFIX, UNCERTAINTY_SUFFIX
 from autoseg.data.records import ImageMeta

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from autoseg.data.errors import InvalidInputError
+from autoseg.core.errors import InvalidInputError
 from autoseg.networks.base import SegmentationNetwork, init_conv_weights, seeded
 from autoseg.networks.blocks import ConvNormAct, DecoderStage, ResidualBlock, as_tuple
 from autoseg.networks.registry import register_network

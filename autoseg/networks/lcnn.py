@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from autoseg.data.errors import InvalidInputError
+from autoseg.core.errors import InvalidInputError
 from autoseg.networks.alignment import (
     RigidAlignment,
     asymmetry,

@@ -7,7 +7,7 @@ from typing import Any, TypeVar
 
 from torch import nn
 
-from autoseg.data.errors import InvalidInputError
+from autoseg.core.errors import InvalidInputError
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from autoseg.data.errors import InvalidInputError
+from autoseg.core.errors import InvalidInputError
 
 
 class Bottleneck(nn.Module):

@@ -37,12 +37,14 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from autoseg.data.atomic import write_json
-from autoseg.data.errors import InvalidInputError
-from autoseg.data.workspace import Workspace
+from autoseg.core.atomic import write_json
+from autoseg.core.cpu import flushed_denormals
+from autoseg.core.device import resolve_device
+from autoseg.core.errors import InvalidInputError
+from autoseg.core.run_layout import FoldLayout
+from autoseg.core.workspace import Workspace
 from autoseg.inference.predictor import predict_folder
 from autoseg.inference.settings import InferenceSettings
-from autoseg.networks.base import flushed_denormals
 from autoseg.pipeline.model import load_network
 from autoseg.pipeline.training import (
     FoldData,
@@ -54,7 +56,6 @@ from autoseg.pipeline.training import (
     is_3d,
     load_fold,
     make_batches,
-    resolve_device,
     result_folder,
     train_settings,
 )
@@ -243,7 +244,7 @@ def prediction_network(workspace: Workspace, data: FoldData, fold: int | str,
                        ) -> tuple[torch.nn.Module, str]:  # fmt: skip
     """The fold's final checkpoint when it has one (and it fits the plans), else the
     briefly trained network: prediction speed does not depend on the weights."""
-    path = result_folder(workspace, data, fold) / "checkpoint_final.pt"
+    path = FoldLayout(result_folder(workspace, data, fold)).checkpoint("final")
     if not path.is_file():
         return trained, f"the benchmark's briefly trained network (no {path})"
     try:

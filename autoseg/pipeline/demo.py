@@ -14,16 +14,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from autoseg.data.atomic import read_json
+from autoseg.core.atomic import read_json
+from autoseg.core.device import check_device
+from autoseg.core.paths import ensure_writable_dir
+from autoseg.core.run_layout import DATASET_JSON, RunLayout
+from autoseg.core.workspace import Workspace
 from autoseg.data.convert import convert
-from autoseg.data.paths import ensure_writable_dir
 from autoseg.data.synthetic import synthesize
-from autoseg.data.workspace import Workspace
 from autoseg.evaluation import evaluate_folders
 from autoseg.pipeline.plan import PlanOptions, run_plan
 from autoseg.pipeline.predict import predict
 from autoseg.pipeline.training import TrainOptions, train_fold
-from autoseg.planning.device import check_device
 from autoseg.reporting.report import write_report
 
 DATASET = "ATLAS"
@@ -84,7 +85,7 @@ def make_data(options: DemoOptions, workspace: Workspace) -> None:
         (f"{DATASET}_holdout", options.holdout_cases, options.seed + 1000),
     ):
         source = sources / name
-        if not (workspace.raw / name / "dataset.json").is_file():
+        if not (workspace.raw / name / DATASET_JSON).is_file():
             synthesize("atlas", source, cases, seed=seed, size=options.size,
                        progress=options.progress)  # fmt: skip
             convert("atlas", source, workspace.raw / name, progress=options.progress)
@@ -99,10 +100,11 @@ def training_minutes(options: DemoOptions, started: float) -> float:
 
 def train(options: DemoOptions, workspace: Workspace, configuration: str, minutes: float) -> Path:
     """Train on every training case (fold ``all``) for the time left; resume if stopped."""
-    folder = workspace.results / DATASET / configuration / "fold_all"
-    if (folder / "checkpoint_final.pt").is_file():
+    fold = RunLayout(workspace, DATASET).fold(configuration, "all")
+    folder = fold.folder
+    if fold.checkpoint("final").is_file():
         return folder
-    resume = (folder / "checkpoint_latest.pt").is_file()
+    resume = fold.checkpoint("latest").is_file()
     train_options = TrainOptions(
         epochs=options.epochs,
         iterations_per_epoch=options.iterations_per_epoch,
@@ -156,12 +158,12 @@ def _plan_device(device: str) -> str | None:
 def evaluate_holdout(options: DemoOptions, workspace: Workspace, summary: DemoSummary) -> None:
     """Predict the held-out images with the trained model and score them."""
     holdout = workspace.raw / f"{DATASET}_holdout"
-    test = workspace.results / DATASET / "test"
-    summary.predictions = test / "predictions"
+    layout = RunLayout(workspace, DATASET)
+    summary.predictions = layout.test_predictions
     predict(workspace, DATASET, holdout / "imagesTr", summary.predictions,
             configurations=[summary.configuration], folds=["all"], device=options.device,
             resume=True, progress=options.progress)  # fmt: skip
-    summary.metrics_path = test / "metrics.json"
+    summary.metrics_path = layout.test_metrics
     evaluate_folders(holdout / "labelsTr", summary.predictions, summary.metrics_path,
                      overwrite=True, progress=options.progress)  # fmt: skip
     summary.mean = read_json(summary.metrics_path)["mean"]

@@ -25,9 +25,11 @@ from typing import Any
 import torch
 
 import autoseg
-from autoseg.data.atomic import atomic_path, read_json, write_json
-from autoseg.data.errors import InvalidInputError
-from autoseg.data.paths import ensure_writable_file
+from autoseg.core.atomic import atomic_path, read_json, write_json
+from autoseg.core.checkpoint import load_checkpoint
+from autoseg.core.errors import InvalidInputError
+from autoseg.core.paths import ensure_writable_file
+from autoseg.core.run_layout import ConfigLayout
 from autoseg.networks.export import export_onnx
 from autoseg.pipeline.model import (
     TrainedModel,
@@ -39,7 +41,6 @@ from autoseg.pipeline.model import (
     resolve_choice,
 )
 from autoseg.pipeline.model_zip import CONTRACT_NAME, contract_configurations, safe_extract
-from autoseg.training.checkpoint import load_checkpoint
 
 CONTRACT_FORMAT = 1
 KEPT_CHECKPOINT_KEYS = ("model", "network", "plans_id", "configuration", "dataset", "fold",
@@ -93,14 +94,13 @@ def _slim_checkpoint(path: Path) -> bytes:
 
 
 def _write_configuration(archive: zipfile.ZipFile, model: TrainedModel, checkpoint: str) -> None:
-    name, folder = model.configuration, model.source
-    for json_name in ("plans.json", "dataset.json"):
-        archive.write(folder / json_name, f"{name}/{json_name}")
+    name, layout = model.configuration, ConfigLayout(model.source)
+    for path in (layout.plans, layout.dataset_json):
+        archive.write(path, f"{name}/{path.name}")
     for fold in model.folds:
-        member = f"{name}/fold_{fold}/checkpoint_{checkpoint}.pt"
-        archive.writestr(
-            member, _slim_checkpoint(folder / f"fold_{fold}" / f"checkpoint_{checkpoint}.pt")
-        )
+        source = layout.fold(fold).checkpoint(checkpoint)
+        member = f"{name}/{source.relative_to(layout.folder).as_posix()}"
+        archive.writestr(member, _slim_checkpoint(source))
 
 
 def export_model_zip(

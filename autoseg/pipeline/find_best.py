@@ -27,28 +27,35 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from autoseg.data.atomic import read_json, write_json
-from autoseg.data.errors import InvalidInputError
+from autoseg.core.atomic import read_json, write_json
+from autoseg.core.errors import InvalidInputError
+from autoseg.core.paths import ensure_writable_dir
+from autoseg.core.run_layout import (
+    ENSEMBLES_FOLDER,
+    FIND_BEST_JSON,
+    INFERENCE_JSON,
+    SUMMARY_JSON,
+    VALIDATION_FOLDER,
+    ConfigLayout,
+    RunLayout,
+    configurations_in,
+    fold_folder_name,
+)
+from autoseg.core.workspace import Workspace
 from autoseg.data.layout import RawDataset
-from autoseg.data.paths import ensure_writable_dir
-from autoseg.data.workspace import Workspace
 from autoseg.evaluation.summary import CaseResult, summarise
 from autoseg.inference.ensemble import ensemble_folders, probability_files
 from autoseg.pipeline.calibration import Calibration, calibrate_configuration
 from autoseg.pipeline.cv_postprocessing import search_postprocessing
-from autoseg.pipeline.model import INFERENCE_JSON, fold_json, read_dataset_json, results_folder
+from autoseg.pipeline.model import fold_json, read_dataset_json
 from autoseg.pipeline.validation import (
-    SUMMARY_NAME,
-    VALIDATION_FOLDER,
     evaluate_cases,
     foreground_labels,
-    load_splits,
     open_raw,
     validation_ids,
 )
+from autoseg.training.splits import read_splits
 
-FIND_BEST_JSON = "find_best.json"
-ENSEMBLES_FOLDER = "ensembles"
 TABLE_METRICS = (("dice", "Dice"), ("hd95_mm", "HD95 mm"), ("lesion_f1", "lesion F1"),
                  ("abs_volume_diff_ml", "|dV| ml"))  # fmt: skip
 
@@ -104,15 +111,16 @@ def configuration_candidate(
     results: Path, name: str, num_folds: int, notes: list[str]
 ) -> Candidate | None:
     """A configuration's CV candidate from the folds that have a validation summary."""
-    folders = {str(k): results / name / f"fold_{k}" / VALIDATION_FOLDER for k in range(num_folds)}
-    done = {k: f for k, f in folders.items() if (f / SUMMARY_NAME).is_file()}
+    config = ConfigLayout(results / name)
+    folds = {str(k): config.fold(k) for k in range(num_folds)}
+    done = {k: f.validation for k, f in folds.items() if f.validation_summary.is_file()}
     if not done:
-        notes.append(f"{name}: no fold has {VALIDATION_FOLDER}/{SUMMARY_NAME}; skipped")
+        notes.append(f"{name}: no fold has {VALIDATION_FOLDER}/{SUMMARY_JSON}; skipped")
         return None
     if len(done) < num_folds:
         notes.append(f"{name}: only folds {', '.join(done)} of {num_folds} validated; "
                      "its CV rests on those")  # fmt: skip
-    summary = pooled_summary([f / SUMMARY_NAME for f in done.values()])
+    summary = pooled_summary([f / SUMMARY_JSON for f in done.values()])
     return Candidate(name, (name,), tuple(done), tuple(done.values()), summary)
 
 
@@ -138,21 +146,21 @@ def ensemble_candidate(
         return None
     folders = []
     for fold in usable:
-        out = results / ENSEMBLES_FOLDER / name / f"fold_{fold}"
+        out = results / ENSEMBLES_FOLDER / name / fold_folder_name(fold)
         inputs = [c.folders[c.folds.index(fold)] for c in (a, b)]
         scales = [(temperatures or {}).get(c.name, 1.0) for c in (a, b)]
         ensemble_folders(inputs, out, save_probabilities=True, overwrite=True,
                          temperatures=scales)  # fmt: skip
         ids = validation_ids(splits, fold, results)
-        evaluate_cases(raw, ids, out, out / SUMMARY_NAME, **evaluation)
+        evaluate_cases(raw, ids, out, out / SUMMARY_JSON, **evaluation)
         folders.append(out)
-    summary = pooled_summary([f / SUMMARY_NAME for f in folders])
+    summary = pooled_summary([f / SUMMARY_JSON for f in folders])
     return Candidate(name, (a.name, b.name), tuple(usable), tuple(folders), summary)
 
 
 def list_configurations(results: Path) -> list[str]:
     """Configuration folders of ``results/<NAME>`` (those holding a plans.json copy)."""
-    return sorted(p.name for p in results.iterdir() if p.is_dir() and (p / "plans.json").is_file())
+    return configurations_in(results)
 
 
 def calibrations(
@@ -172,7 +180,7 @@ def calibrations(
 def _candidates(
     workspace: Workspace, results: Path, names: Sequence[str], convention: str, notes: list[str]
 ) -> tuple[list[Candidate], dict[str, Calibration]]:
-    splits = load_splits(workspace, results.name)
+    splits = read_splits(RunLayout(workspace, results.name).splits)
     single = [c for n in names if (c := configuration_candidate(results, n, len(splits), notes))]
     if not single:
         raise InvalidInputError(
@@ -216,7 +224,9 @@ def find_best(
     Raises:
         InvalidInputError: no results, no splits, or no validated configuration.
     """
-    results = ensure_writable_dir(results_folder(workspace, dataset), "results folder")
+    results = ensure_writable_dir(
+        RunLayout.of_results(workspace, dataset).results, "results folder"
+    )
     notes: list[str] = []
     names = list(configurations) if configurations else list_configurations(results)
     candidates, fitted = _candidates(workspace, results, names, convention, notes)

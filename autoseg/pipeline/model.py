@@ -16,23 +16,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
-from autoseg.data.atomic import read_json
-from autoseg.data.errors import InvalidInputError
-from autoseg.data.layout import parse_dataset_json, resolve_dataset_dir
-from autoseg.data.workspace import Workspace
+from autoseg.core.atomic import read_json
+from autoseg.core.checkpoint import load_checkpoint
+from autoseg.core.device import resolve_device
+from autoseg.core.errors import InvalidInputError
+from autoseg.core.run_layout import (
+    CHECKPOINTS,
+    INFERENCE_JSON,
+    ConfigLayout,
+    checkpoint_name,
+    configurations_in,
+)
+from autoseg.data.layout import parse_dataset_json
 from autoseg.inference.settings import InferenceSettings
 from autoseg.networks import build_network
-from autoseg.planning.device import check_device
 from autoseg.planning.plans import load_plans
 from autoseg.planning.preprocessing_entry import preprocessing_spec
 from autoseg.preprocessing.spec import PreprocessingSpec
-from autoseg.training.checkpoint import load_checkpoint
-
-CHECKPOINTS = ("final", "best", "latest")
-INFERENCE_JSON = "inference.json"
 
 
 @dataclass(frozen=True)
@@ -77,17 +79,6 @@ class TrainedModel:
         return self.spec.num_channels
 
 
-def resolve_device(device: str) -> str:
-    """``auto`` picks CUDA, then Apple MPS, then the CPU; other names must exist here."""
-    if check_device(device) != "auto":
-        return device
-    if torch.cuda.is_available():
-        return "cuda"
-    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-        return "mps"
-    return "cpu"
-
-
 def fold_id(fold: int | str) -> str:
     """``0`` / ``"0"`` -> ``"0"``; ``"all"`` stays; anything else is bad usage."""
     text = str(fold)
@@ -101,35 +92,21 @@ def fold_json(fold: str) -> int | str:
     return int(fold) if fold.isdigit() else fold
 
 
-def fold_folders(config_dir: Path) -> dict[str, Path]:
-    """``{fold id: fold_<k> folder}`` of a configuration folder, numbers first."""
-    found = {
-        p.name[len("fold_") :]: p
-        for p in Path(config_dir).glob("fold_*")
-        if p.is_dir() and (p.name[5:].isdigit() or p.name[5:] == "all")
-    }
-    order = sorted(found, key=lambda f: (not f.isdigit(), int(f) if f.isdigit() else 0))
-    return {fold: found[fold] for fold in order}
-
-
 def trained_folds(config_dir: Path, checkpoint: str = "final") -> list[str]:
     """Fold ids whose folder holds ``checkpoint_<checkpoint>.pt``."""
-    return [
-        fold
-        for fold, folder in fold_folders(config_dir).items()
-        if (folder / f"checkpoint_{checkpoint}.pt").is_file()
-    ]
+    return ConfigLayout(Path(config_dir)).trained_folds(checkpoint)
 
 
 def _nothing_trained(config_dir: Path, checkpoint: str) -> InvalidInputError:
     """An error listing the checkpoints that do exist, so the user sees what to run."""
     lines = [
-        f"{folder.name}: " + (", ".join(sorted(p.name for p in folder.glob("*.pt"))) or "empty")
-        for folder in fold_folders(config_dir).values()
+        f"{fold.folder.name}: "
+        + (", ".join(sorted(p.name for p in fold.folder.glob("*.pt"))) or "empty")
+        for fold in ConfigLayout(Path(config_dir)).folds().values()
     ]
     found = "; ".join(lines) or "no fold_<k> folders"
     return InvalidInputError(
-        f"{config_dir}: no trained fold with checkpoint_{checkpoint}.pt (found: {found}); "
+        f"{config_dir}: no trained fold with {checkpoint_name(checkpoint)} (found: {found}); "
         "train with autoseg_train or pick another --checkpoint"
     )
 
@@ -145,7 +122,7 @@ def _select_folds(config_dir: Path, folds: list[int | str] | None, checkpoint: s
     if missing:
         raise InvalidInputError(
             [
-                f"{config_dir / f'fold_{f}' / f'checkpoint_{checkpoint}.pt'}: not found "
+                f"{ConfigLayout(Path(config_dir)).fold(f).checkpoint(checkpoint)}: not found "
                 f"(trained folds: {', '.join(available) or 'none'})"
                 for f in missing
             ]
@@ -155,7 +132,7 @@ def _select_folds(config_dir: Path, folds: list[int | str] | None, checkpoint: s
 
 def read_dataset_json(config_dir: Path) -> tuple[dict[str, int], dict[str, str]]:
     """Labels and channel names from the configuration folder's dataset.json copy."""
-    path = Path(config_dir) / "dataset.json"
+    path = ConfigLayout(Path(config_dir)).dataset_json
     if not path.is_file():
         raise InvalidInputError(f"{path}: missing (a results folder keeps a copy of it)")
     try:
@@ -200,14 +177,15 @@ def load_model_folder(
             exists), a missing fold, or a checkpoint trained with other plans.
     """
     config_dir = Path(config_dir)
+    layout = ConfigLayout(config_dir)
     if checkpoint not in CHECKPOINTS:
         raise InvalidInputError(f"checkpoint '{checkpoint}': choose one of {CHECKPOINTS}")
-    plans = load_plans(config_dir / "plans.json")
+    plans = load_plans(layout.plans)
     entry = plans.configuration(config_dir.name)
     labels, channels = read_dataset_json(config_dir)
     chosen = _select_folds(config_dir, folds, checkpoint)
-    device = resolve_device(device)
-    paths = [config_dir / f"fold_{f}" / f"checkpoint_{checkpoint}.pt" for f in chosen]
+    device = str(resolve_device(device))
+    paths = [layout.fold(f).checkpoint(checkpoint) for f in chosen]
     networks = tuple(load_network(path, plans.plans_id, entry, device) for path in paths)
     num_classes = int(entry["network"]["kwargs"].get("num_classes", len(labels)))
     settings = InferenceSettings.from_configuration(entry, num_classes, device=device)
@@ -227,30 +205,13 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def results_folder(workspace: Workspace, dataset: str) -> Path:
-    """``results/<NAME>``, also found from ``Dataset012_NAME`` / ``12`` via the raw folder."""
-    direct = Path(workspace.results) / dataset
-    if direct.is_dir():
-        return direct
-    for root in (workspace.preprocessed, workspace.raw, workspace.results):
-        try:
-            folder = resolve_dataset_dir(Path(root), dataset)
-        except InvalidInputError:
-            continue
-        if (Path(workspace.results) / folder.name).is_dir():
-            return Path(workspace.results) / folder.name
-    raise InvalidInputError(f"{direct}: no results for dataset '{dataset}' (train it first)")
-
-
 def trained_configurations(results_dir: Path, checkpoint: str = "final") -> list[str]:
     """Configuration folders of ``results/<NAME>`` with at least one trained fold."""
-    if not Path(results_dir).is_dir():
-        return []
-    return sorted(
-        p.name
-        for p in Path(results_dir).iterdir()
-        if p.is_dir() and (p / "plans.json").is_file() and trained_folds(p, checkpoint)
-    )
+    return [
+        name
+        for name in configurations_in(results_dir)
+        if trained_folds(Path(results_dir) / name, checkpoint)
+    ]
 
 
 def read_inference_choice(results_dir: Path) -> dict[str, Any] | None:
@@ -290,9 +251,9 @@ def recommended_configuration(results_dir: Path, checkpoint: str) -> str:
     trained = trained_configurations(results_dir, checkpoint)
     if not trained:
         raise InvalidInputError(
-            f"{results_dir}: no configuration has a trained fold with checkpoint_{checkpoint}.pt"
+            f"{results_dir}: no configuration has a trained fold with {checkpoint_name(checkpoint)}"
         )
-    recommended = load_plans(results_dir / trained[0] / "plans.json").payload.get(
+    recommended = load_plans(ConfigLayout(results_dir / trained[0]).plans).payload.get(
         "recommended_configuration"
     )
     if recommended in trained:

@@ -17,8 +17,9 @@ import zipfile
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from autoseg.core.errors import InvalidInputError
+from autoseg.core.run_layout import ConfigLayout
 from autoseg.data.capacity import size_text
-from autoseg.data.errors import InvalidInputError
 
 CONTRACT_NAME = "inference_contract.json"
 # What a results folder contributes to a model: JSON beside fold checkpoints, nothing else.
@@ -147,7 +148,7 @@ def contract_configurations(contract: Any, root: Path, zip_path: Path) -> list[s
         for name in names
         if not isinstance(name, str)
         or not re.fullmatch(CONFIGURATION_NAME, name)
-        or not (root / name / "plans.json").is_file()
+        or not ConfigLayout(root / name).plans.is_file()
     ]
     if problems:
         raise InvalidInputError(problems)

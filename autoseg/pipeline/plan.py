@@ -10,19 +10,19 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from autoseg.data.errors import InvalidInputError
-from autoseg.data.layout import RawDataset, resolve_dataset_dir
-from autoseg.data.paths import ensure_writable_dir
+from autoseg.core.errors import InvalidInputError
+from autoseg.core.paths import ensure_writable_dir
+from autoseg.core.run_layout import SPLITS_JSON, RunLayout, resolve_dataset_dir
+from autoseg.core.workspace import Workspace
+from autoseg.data.layout import RawDataset
 from autoseg.data.verify import require_valid
-from autoseg.data.workspace import Workspace
 from autoseg.planning.planner import plan_dataset
 from autoseg.planning.plans import Plans
 from autoseg.planning.preprocessing_entry import preprocessing_spec
 from autoseg.preprocessing import preprocess_dataset
-from autoseg.training.splits import load_or_create_splits
+from autoseg.training.splits import NUM_FOLDS, load_or_create_splits
 
 LOG = logging.getLogger(__name__)
-NUM_FOLDS = 5
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ def write_splits(raw: RawDataset, preprocessed: Path) -> Path:
     """Write ``splits.json`` once: 5 folds by subject (fewer when there are fewer cases)."""
     case_ids = [case.case_id for case in raw.training_cases()]
     folds = min(NUM_FOLDS, len(case_ids))
-    path = preprocessed / raw.name / "splits.json"
+    path = preprocessed / raw.name / SPLITS_JSON
     if folds < 2:
         LOG.warning(
             "%d training case: too few for cross-validation, so no %s; train on every case "
@@ -121,5 +121,5 @@ def run_plan(workspace: Workspace, dataset: str, options: PlanOptions) -> PlanRe
     folders = {}
     if not options.plan_only:
         folders = preprocess_configurations(raw, workspace.preprocessed, plans, names, options)
-    plans_path = workspace.preprocessed / raw.name / "plans.json"
+    plans_path = RunLayout(workspace, raw.name).plans
     return PlanResult(plans, plans_path, splits_path, folders)

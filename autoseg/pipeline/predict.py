@@ -18,12 +18,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from autoseg.core.device import resolve_device
+from autoseg.core.errors import InvalidInputError
+from autoseg.core.paths import ensure_writable_dir
+from autoseg.core.run_layout import RunLayout
+from autoseg.core.workspace import Workspace
 from autoseg.data.convert.isles22 import CHANNELS as ISLES_CHANNELS
-from autoseg.data.errors import InvalidInputError
 from autoseg.data.io import file_ending
-from autoseg.data.paths import ensure_writable_dir
 from autoseg.data.sources import CaseSource, find_case_sources
-from autoseg.data.workspace import Workspace
 from autoseg.inference.ensemble import ensemble_folders
 from autoseg.inference.inputs import InputCase, discover_cases, verify_inputs
 from autoseg.inference.outputs import case_outputs, select_pending
@@ -44,8 +46,6 @@ from autoseg.pipeline.model import (
     load_model_folder,
     read_inference_choice,
     resolve_choice,
-    resolve_device,
-    results_folder,
 )
 
 SOURCES = ("png-slices", "npy", "isles22")
@@ -73,7 +73,7 @@ def load_models(
         return models, post
     if workspace is None or dataset is None:
         raise InvalidInputError("give a dataset (-d NAME) or a model zip (-m model.zip)")
-    results = results_folder(workspace, dataset)
+    results = RunLayout.of_results(workspace, dataset).results
     names, folds, post, checkpoint = resolve_choice(results, configurations, folds, checkpoint)
     models = [load_model_folder(results / name, folds, checkpoint, device) for name in names]
     temperatures = calibration_temperatures(results) if calibrate else {}
@@ -341,6 +341,6 @@ def _with_convention(
         return outputs
     convention = "isles22"
     if model_zip is None and workspace is not None and dataset is not None:
-        choice = read_inference_choice(results_folder(workspace, dataset)) or {}
+        choice = read_inference_choice(RunLayout.of_results(workspace, dataset).results) or {}
         convention = choice.get("convention") or convention
     return dataclasses.replace(outputs, convention=convention)

@@ -13,9 +13,9 @@ import shlex
 from collections.abc import Sequence
 from pathlib import Path
 
-from autoseg.data.atomic import atomic_path
-from autoseg.data.errors import InvalidInputError
-from autoseg.data.paths import ensure_writable_file
+from autoseg.core.atomic import atomic_path
+from autoseg.core.errors import InvalidInputError
+from autoseg.core.paths import ensure_writable_file
 from autoseg.training.trainer import EXIT_INTERRUPTED
 
 TEMPLATE = """#!/bin/bash

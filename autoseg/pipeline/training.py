@@ -19,20 +19,26 @@ from typing import Any
 
 import torch
 
-from autoseg.data.atomic import is_temporary
-from autoseg.data.errors import InvalidInputError
-from autoseg.data.layout import resolve_dataset_dir
-from autoseg.data.paths import ensure_writable_dir
-from autoseg.data.workspace import Workspace
+from autoseg.core.checkpoint import load_checkpoint, load_pretrained
+from autoseg.core.cpu import cpu_threads
+from autoseg.core.device import check_device, resolve_device
+from autoseg.core.errors import InvalidInputError
+from autoseg.core.paths import ensure_writable_dir
+from autoseg.core.run_layout import (
+    DATASET_JSON,
+    FoldLayout,
+    RunLayout,
+    resolve_dataset_dir,
+)
+from autoseg.core.workspace import Workspace
 from autoseg.networks import build_network
-from autoseg.networks.base import cpu_threads, to_channels_last
-from autoseg.planning.device import check_device
+from autoseg.networks.base import to_channels_last
 from autoseg.planning.feasibility import check_trainable
 from autoseg.planning.plans import Plans, load_plans, write_plans
+from autoseg.preprocessing.cache import cached_case_ids
 from autoseg.training import callbacks as cb
 from autoseg.training.augmentation import AUGMENT_ON
 from autoseg.training.batches import LoaderBatches, PatchGrowth
-from autoseg.training.checkpoint import load_checkpoint, load_pretrained
 from autoseg.training.distributed import (
     SINGLE,
     DistContext,
@@ -49,12 +55,11 @@ from autoseg.training.optim import (
     trainable_parameters,
 )
 from autoseg.training.speed import DEFAULT_LEVERS, SpeedLevers, optimizer_flags, pins_memory
-from autoseg.training.splits import cases_of_fold, load_or_create_splits
+from autoseg.training.splits import MIN_FOLDS, NUM_FOLDS, cases_of_fold, load_or_create_splits
 from autoseg.training.tracking import build_tracker
 from autoseg.training.trainer import Trainer, TrainSettings
 
 BUDGET_EPOCH_CAP = 1000  # the most epochs a --max-minutes run may fit into its budget
-NUM_FOLDS, MIN_FOLDS = 5, 2
 
 
 @dataclass(frozen=True)
@@ -123,17 +128,6 @@ class TrainOptions:
                 raise InvalidInputError(f"{flag}: must be a positive integer, got {value}")
 
 
-def resolve_device(name: str) -> torch.device:
-    """``auto`` picks CUDA, then Apple MPS, then the CPU; other names must exist here."""
-    if check_device(name) != "auto":
-        return torch.device(name)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
-
-
 @dataclass(frozen=True)
 class FoldData:
     """What one fold trains on: the plans, its configuration and the case split."""
@@ -147,30 +141,23 @@ class FoldData:
     val_ids: list[str]
 
 
-def dataset_folder(root: Path, name: str) -> Path:
-    """``root/<NAME>``, also found as ``Dataset012_NAME`` or ``12``."""
-    if (Path(root) / name).is_dir():
-        return Path(root) / name
-    return resolve_dataset_dir(Path(root), name)
-
-
-def cached_case_ids(cache: Path) -> list[str]:
-    """Case ids with a finished cache file (interrupted writes do not count)."""
+def training_case_ids(cache: Path) -> list[str]:
+    """Case ids with a finished cache entry (the cache's own rule of "finished")."""
     if not cache.is_dir():
         raise InvalidInputError(f"{cache}: cache folder missing (run autoseg_plan to preprocess)")
-    return sorted(p.stem for p in cache.glob("*.npz") if not is_temporary(p))
+    return cached_case_ids(cache)
 
 
 def load_fold(workspace: Workspace, dataset: str, configuration: str, fold: int | str) -> FoldData:
     """Plans, configuration, cache folder and the fold's cases (writing splits.json once)."""
-    folder = dataset_folder(workspace.preprocessed, dataset)
-    plans = load_plans(folder / "plans.json")
+    layout = RunLayout(workspace, resolve_dataset_dir(workspace.preprocessed, dataset).name)
+    plans = load_plans(layout.plans)
     config = plans.configuration(configuration)
-    check_trainable(plans, configuration, folder / "plans.json")
-    cache = folder / config["data_id"]
-    case_ids = cached_case_ids(cache)
-    train_ids, val_ids = fold_cases(folder / "splits.json", case_ids, fold, configuration)
-    return FoldData(folder.name, plans, configuration, config, cache, train_ids, val_ids)
+    check_trainable(plans, configuration, layout.plans)
+    cache = layout.cache(config["data_id"])
+    case_ids = training_case_ids(cache)
+    train_ids, val_ids = fold_cases(layout.splits, case_ids, fold, configuration)
+    return FoldData(layout.dataset, plans, configuration, config, cache, train_ids, val_ids)
 
 
 def fold_cases(
@@ -195,23 +182,23 @@ def fold_cases(
 
 def result_folder(workspace: Workspace, data: FoldData, fold: int | str) -> Path:
     """``results/<NAME>/<CONFIG>/fold_<k>``."""
-    return Path(workspace.results) / data.dataset / data.configuration / f"fold_{fold}"
+    return RunLayout(workspace, data.dataset).fold(data.configuration, fold).folder
 
 
 def prepare_results(workspace: Workspace, data: FoldData, fold: int | str) -> Path:
     """``results/<NAME>/<CONFIG>/`` with copies of plans.json and dataset.json; returns
     the fold folder (DESIGN §3: a results folder is self-contained for inference)."""
-    out = result_folder(workspace, data, fold).parent
-    write_plans(out / "plans.json", data.plans)
+    out = RunLayout(workspace, data.dataset).configuration(data.configuration)
+    write_plans(out.plans, data.plans)
     for root in (workspace.preprocessed, workspace.raw):
         try:
-            source = dataset_folder(root, data.dataset) / "dataset.json"
+            source = resolve_dataset_dir(root, data.dataset) / DATASET_JSON
         except InvalidInputError:
             continue
         if source.is_file():
-            shutil.copyfile(source, out / "dataset.json")
+            shutil.copyfile(source, out.dataset_json)
             break
-    return out / f"fold_{fold}"
+    return out.fold(fold).folder
 
 
 def _slices(config: dict[str, Any]) -> int:
@@ -350,21 +337,21 @@ def build_callbacks(
         return hooks
     hooks += [
         cb.Checkpointer(folder, options.checkpoint_minutes),
-        cb.CSVLog(folder / "training_log.csv"),
-        cb.ProgressPlot(folder / "progress.png"),
+        cb.CSVLog(FoldLayout(folder).training_log),
+        cb.ProgressPlot(FoldLayout(folder).progress_plot),
         cb.ProgressBar(options.progress),
     ]
     tracker = build_tracker(
         options.tracker, tracking_uri=options.tracking_uri, experiment=data.dataset,
         run_name=f"{data.configuration}_fold_{fold}", params=data.config, fold_folder=folder,
-        results_folder=Path(workspace.results) / data.dataset,
+        results_folder=RunLayout(workspace, data.dataset).results,
     )  # fmt: skip
     return hooks + ([tracker] if tracker is not None else [])
 
 
 def check_fold_folder(folder: Path, options: TrainOptions) -> Path | None:
     """The checkpoint to resume from, or None; refuses to silently restart a started run."""
-    latest = folder / "checkpoint_latest.pt"
+    latest = FoldLayout(folder).checkpoint("latest")
     if options.continue_training:
         if not latest.is_file():
             print(f"--continue: no {latest} yet, starting from the beginning")

@@ -16,33 +16,21 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from autoseg.data.atomic import read_json, write_json
-from autoseg.data.errors import InvalidInputError
-from autoseg.data.layout import RawDataset, resolve_dataset_dir
-from autoseg.data.workspace import Workspace
+from autoseg.core.atomic import write_json
+from autoseg.core.errors import InvalidInputError
+from autoseg.core.run_layout import SUMMARY_JSON, RunLayout, resolve_dataset_dir
+from autoseg.core.workspace import Workspace
+from autoseg.data.layout import RawDataset
 from autoseg.evaluation import evaluate_folders
 from autoseg.inference.inputs import InputCase
 from autoseg.inference.predictor import predict_folder
-from autoseg.pipeline.model import fold_id, load_model_folder, results_folder
-
-VALIDATION_FOLDER = "validation"
-SUMMARY_NAME = "summary.json"
+from autoseg.pipeline.model import fold_id, load_model_folder
+from autoseg.training.splits import read_splits
 
 
 def open_raw(workspace: Workspace, dataset: str) -> RawDataset:
     """The raw dataset ``raw/<NAME>`` (also ``Dataset012_NAME`` / ``12``)."""
     return RawDataset.open(resolve_dataset_dir(Path(workspace.raw), dataset))
-
-
-def load_splits(workspace: Workspace, dataset: str) -> list[dict[str, list[str]]]:
-    """``preprocessed/<NAME>/splits.json`` (written by the first training run)."""
-    path = Path(workspace.preprocessed) / dataset / "splits.json"
-    if not path.is_file():
-        raise InvalidInputError(f"{path}: missing (autoseg_train writes it on its first run)")
-    splits = read_json(path)
-    if not isinstance(splits, list) or not all(isinstance(f, dict) and "val" in f for f in splits):
-        raise InvalidInputError(f"{path}: must be a list of {{'train': [...], 'val': [...]}}")
-    return splits
 
 
 def validation_ids(splits: list[dict[str, list[str]]], fold: str, where: Path) -> list[str]:
@@ -146,15 +134,16 @@ def validate_fold(
     if fold == "all":
         print("fold 'all' trains on every case: there is no validation set to predict")
         return None
-    results = results_folder(workspace, dataset)
-    splits = load_splits(workspace, results.name)
-    case_ids = validation_ids(splits, fold, Path(workspace.preprocessed) / results.name)
-    raw = open_raw(workspace, results.name)
-    model = load_model_folder(results / configuration, [fold], checkpoint, device)
-    out = results / configuration / f"fold_{fold}" / VALIDATION_FOLDER
+    layout = RunLayout.of_results(workspace, dataset)
+    splits = read_splits(layout.splits)
+    case_ids = validation_ids(splits, fold, layout.preprocessed)
+    raw = open_raw(workspace, layout.dataset)
+    model = load_model_folder(layout.configuration(configuration).folder, [fold], checkpoint,
+                              device)  # fmt: skip
+    out = layout.fold(configuration, fold).validation
     settings = model.settings.with_(save_probabilities=save_probabilities, progress=progress)
     predict_folder(input_cases(raw, case_ids), out, model.networks, model.spec, settings,
                    overwrite=overwrite, resume=not overwrite)  # fmt: skip
     labels = foreground_labels(model.labels)
-    return evaluate_cases(raw, case_ids, out, out / SUMMARY_NAME, labels, convention,
+    return evaluate_cases(raw, case_ids, out, out / SUMMARY_JSON, labels, convention,
                           num_processes)  # fmt: skip

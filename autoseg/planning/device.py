@@ -13,9 +13,9 @@ from typing import Any
 
 import torch
 
-from autoseg.data.errors import InvalidInputError
+from autoseg.core.device import DEVICES, detected_device
+from autoseg.core.errors import InvalidInputError
 
-DEVICES = ("cpu", "cuda", "mps")
 # Memory assumed when nothing is detected or given: the card nnU-Net's defaults target.
 DEFAULT_GPU_MEMORY_GB = 8.0
 # A 2-core laptop CPU sustains about 78 GFLOP/s on large 3D convolutions, but slim
@@ -53,16 +53,6 @@ class Budget:
             "rule": "no accelerator: patch, batch and network capped by the compute of one "
             "training iteration (forward + backward), about one second on a 2-core CPU",
         }
-
-
-def detected_device() -> str:
-    """``cuda`` or ``mps`` when available, else ``cpu``."""
-    if torch.cuda.is_available():
-        return "cuda"
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        return "mps"
-    return "cpu"
 
 
 def detected_memory_gb(device: str) -> float | None:
@@ -105,35 +95,3 @@ def resolve_budget(device: str | None = None, gpu_memory_gb: float | None = None
             f"--device {target}: no {target} device found; pass --gpu-memory-gb to plan for one"
         )
     return Budget(target, round(memory, 1), "detected", target == "cuda")
-
-
-def check_device(name: str) -> str:
-    """``name`` when this machine has that device (``auto`` always passes).
-
-    Asked for a device it lacks, torch fails deep inside the first ``.to(device)`` with a
-    traceback; this says so in one line before any model or data is loaded.
-
-    Raises:
-        InvalidInputError: an unknown device string, or a device this machine lacks.
-    """
-    if name == "auto":
-        return name
-    try:
-        device = torch.device(name)
-    except RuntimeError as error:
-        raise InvalidInputError(
-            f"--device {name}: not a device (use auto, cpu, cuda, cuda:N or mps)"
-        ) from error
-    if device.type == "cuda":
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if count == 0:
-            raise InvalidInputError(
-                f"--device {name}: this machine has no CUDA device; use --device cpu (or auto)"
-            )
-        if device.index is not None and device.index >= count:
-            raise InvalidInputError(f"--device {name}: this machine has {count} CUDA device(s)")
-    elif device.type == "mps" and detected_device() != "mps":
-        raise InvalidInputError(f"--device {name}: this machine has no Apple MPS device")
-    elif device.type not in DEVICES:
-        raise InvalidInputError(f"--device {name}: unsupported (use auto, cpu, cuda or mps)")
-    return name

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from autoseg.data.errors import InvalidInputError
-from autoseg.data.resources import total_memory_bytes
+from autoseg.core.errors import InvalidInputError
+from autoseg.core.resources import total_memory_bytes
 from autoseg.planning.memory import GB, MemoryEstimate, estimate_training_memory
 from autoseg.planning.plans import Plans, assignment_path, finalize
 

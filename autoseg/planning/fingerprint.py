@@ -13,12 +13,13 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from autoseg.data.atomic import read_json, write_json
-from autoseg.data.errors import InvalidInputError
+from autoseg.core.atomic import read_json, write_json
+from autoseg.core.errors import InvalidInputError
+from autoseg.core.resources import WORKER_BASE_BYTES, default_workers, worker_pool
+from autoseg.core.run_layout import FINGERPRINT_JSON
 from autoseg.data.io import read_meta, read_volume
 from autoseg.data.layout import RawDataset
 from autoseg.data.records import Case
-from autoseg.data.resources import WORKER_BASE_BYTES, default_workers, worker_pool
 from autoseg.planning.aggregate import aggregate_cases
 
 FINGERPRINT_VERSION = 1
@@ -131,11 +132,6 @@ def compute_fingerprint(
     return aggregate_cases(raw_dataset.dataset_json, per_case, raw_dataset.name)
 
 
-def fingerprint_path(preprocessed_root: Path, dataset_name: str) -> Path:
-    """Where a dataset's fingerprint lives: ``preprocessed/<NAME>/fingerprint.json``."""
-    return Path(preprocessed_root) / dataset_name / "fingerprint.json"
-
-
 def write_fingerprint(
     raw_dataset: RawDataset,
     preprocessed_root: Path,
@@ -147,17 +143,5 @@ def write_fingerprint(
     fingerprint = compute_fingerprint(
         raw_dataset, num_processes, progress, cache_dir=folder / CASES_FOLDER
     )
-    write_json(folder / "fingerprint.json", fingerprint)
+    write_json(folder / FINGERPRINT_JSON, fingerprint)
     return fingerprint
-
-
-def load_fingerprint(path: Path) -> dict[str, Any]:
-    """Read a fingerprint.json, failing clearly when it is missing or not a fingerprint."""
-    path = Path(path)
-    if not path.is_file():
-        raise InvalidInputError(f"{path}: fingerprint missing (run autoseg_plan first)")
-    payload = read_json(path)
-    missing = [k for k in ("dataset", "channels", "spacing_mm", "cases") if k not in payload]
-    if missing:
-        raise InvalidInputError(f"{path}: not a fingerprint (missing {', '.join(missing)})")
-    return payload

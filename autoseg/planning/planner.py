@@ -12,9 +12,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from autoseg.data.layout import RawDataset, resolve_dataset_dir
-from autoseg.data.resources import usable_cores, worker_pool
-from autoseg.data.workspace import Workspace
+from autoseg.core.resources import usable_cores, worker_pool
+from autoseg.core.run_layout import PLANS_JSON, resolve_dataset_dir
+from autoseg.core.workspace import Workspace
+from autoseg.data.layout import RawDataset
 from autoseg.planning import rules
 from autoseg.planning.device import Budget, resolve_budget
 from autoseg.planning.feasibility import reestimate_overrides
@@ -297,4 +298,4 @@ def plan_dataset(
 
 def plans_path(preprocessed_root: Path, dataset: str) -> Path:
     """``preprocessed/<NAME>/plans.json``."""
-    return Path(preprocessed_root) / dataset / "plans.json"
+    return Path(preprocessed_root) / dataset / PLANS_JSON

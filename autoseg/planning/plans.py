@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from autoseg.data.atomic import atomic_path, read_json
-from autoseg.data.errors import InvalidInputError
+from autoseg.core.atomic import atomic_path, read_json
+from autoseg.core.errors import InvalidInputError
 from autoseg.planning.jsonutil import canonical_json, content_hash, round_floats
 
 SCHEMA_VERSION = 1

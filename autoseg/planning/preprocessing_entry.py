@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from autoseg.data.errors import InvalidInputError
+from autoseg.core.errors import InvalidInputError
 from autoseg.preprocessing.spec import PreprocessingSpec
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from autoseg.data.atomic import atomic_path, read_json, write_json
+from autoseg.core.atomic import atomic_path, read_json, write_json
 from autoseg.preprocessing.properties import CaseProperties, PreprocessedCase
 
 SPEC_FILE = "preprocessing_spec.json"

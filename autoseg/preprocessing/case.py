@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from autoseg.data.errors import InvalidInputError
+from autoseg.core.errors import InvalidInputError
 from autoseg.data.io import read_volume
 from autoseg.data.records import ImageMeta, geometry_mismatch
 from autoseg.preprocessing.crop import CropBox, bounding_box, crop, foreground_mask, uncrop

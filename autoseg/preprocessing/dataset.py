@@ -10,11 +10,11 @@ from pathlib import Path
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
-from autoseg.data.atomic import write_json
-from autoseg.data.errors import InvalidInputError
+from autoseg.core.atomic import write_json
+from autoseg.core.errors import InvalidInputError
+from autoseg.core.resources import worker_pool
 from autoseg.data.layout import RawDataset
 from autoseg.data.records import Case
-from autoseg.data.resources import worker_pool
 from autoseg.preprocessing.cache import SPEC_FILE, is_finished, save_case
 from autoseg.preprocessing.case import preprocess_case
 from autoseg.preprocessing.spec import PreprocessingSpec

@@ -182,10 +182,3 @@ def argmax_resampled(
         best_value[better] = resampled[better]
         best_class[better] = value
     return best_class
-
-
-def resample_probabilities(
-    probabilities: np.ndarray, out_shape: Sequence[int], thick: int | None = None, order: int = 1
-) -> np.ndarray:
-    """Resample class probabilities ``(K, Z, Y, X)`` (linear by default: no overshoot)."""
-    return resample_image(probabilities, out_shape, thick, order)

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from autoseg.data.errors import InvalidInputError
+from autoseg.core.errors import InvalidInputError
 from autoseg.data.io import read_volume
 from autoseg.reporting.collect import CaseFiles, optional_json
 from autoseg.reporting.figures import figure_uri

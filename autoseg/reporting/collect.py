@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from autoseg.data.atomic import is_temporary, read_json
-from autoseg.data.errors import InvalidInputError
+from autoseg.core.atomic import is_temporary, read_json
+from autoseg.core.errors import InvalidInputError
+from autoseg.core.run_layout import FOLD_PREFIX, TRAINING_LOG_CSV, RunLayout, resolve_dataset_dir
+from autoseg.core.workspace import Workspace
 from autoseg.data.io import VOLUME_ENDINGS, file_ending, strip_ending
-from autoseg.data.layout import resolve_dataset_dir
 from autoseg.data.prediction_files import DISAGREEMENT_SUFFIX, LESIONS_SUFFIX, UNCERTAINTY_SUFFIX
-from autoseg.data.workspace import Workspace
 
 if TYPE_CHECKING:
     from autoseg.reporting.lesion_table import LesionTables
@@ -113,7 +113,7 @@ def read_training_log(path: Path) -> TrainingLog:
 def training_logs(results_dir: Path) -> dict[str, dict[str, TrainingLog]]:
     """``{configuration: {fold folder: log rows}}`` for every ``*/fold_*/training_log.csv``."""
     logs: dict[str, dict[str, TrainingLog]] = {}
-    for path in sorted(results_dir.glob("*/fold_*/training_log.csv")):
+    for path in sorted(results_dir.glob(f"*/{FOLD_PREFIX}*/{TRAINING_LOG_CSV}")):
         rows = read_training_log(path)
         if rows:
             logs.setdefault(path.parent.parent.name, {})[path.parent.name] = rows
@@ -161,15 +161,11 @@ def case_files(
     return cases
 
 
-def default_folders(workspace: Workspace, dataset: str) -> tuple[Path | None, Path, Path | None]:
+def default_folders(layout: RunLayout) -> tuple[Path | None, Path, Path | None]:
     """Images, predictions and references when none are given: the test split if it has
     labels (``imagesTs``/``labelsTs``), else the training split, and ``results/<NAME>/
     test/predictions``."""
-    try:
-        raw = resolve_dataset_dir(workspace.raw, dataset)
-    except (InvalidInputError, FileNotFoundError, ValueError):
-        raw = workspace.raw / dataset
-    predictions = workspace.results / dataset / "test" / "predictions"
+    raw, predictions = layout.raw, layout.test_predictions
     if (raw / "labelsTs").is_dir():
         return raw / "imagesTs", predictions, raw / "labelsTs"
     images = _first_existing([raw / "imagesTs", raw / "imagesTr"])
@@ -200,9 +196,9 @@ def collect_inputs(
         InvalidInputError: no fingerprint or plans yet, or an unreadable input file.
     """
     name = dataset_folder_name(workspace, dataset)
-    preprocessed, results = workspace.preprocessed / name, workspace.results / name
-    defaults = default_folders(workspace, name)
-    metrics_path = Path(metrics_path or results / "test" / "metrics.json")
+    layout = RunLayout(workspace, name)
+    defaults = default_folders(layout)
+    metrics_path = Path(metrics_path or layout.test_metrics)
     folders = [
         Path(given) if given else default
         for given, default in zip(
@@ -211,10 +207,10 @@ def collect_inputs(
     ]
     return ReportInputs(
         dataset=name,
-        fingerprint=required_json(preprocessed / "fingerprint.json", f"autoseg_plan -d {name}"),
-        plans=required_json(preprocessed / "plans.json", f"autoseg_plan -d {name}"),
-        training_logs=training_logs(results),
-        find_best=optional_json(results / "find_best.json"),
+        fingerprint=required_json(layout.fingerprint, f"autoseg_plan -d {name}"),
+        plans=required_json(layout.plans, f"autoseg_plan -d {name}"),
+        training_logs=training_logs(layout.results),
+        find_best=optional_json(layout.find_best_json),
         metrics=optional_json(metrics_path),
         metrics_path=metrics_path,
         cases=case_files(*folders),

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
-from autoseg.data.atomic import atomic_path
+from autoseg.core.atomic import atomic_path
 
 REPORT_DPI = 80
 CURVE_COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown")

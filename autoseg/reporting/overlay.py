@@ -18,9 +18,9 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from autoseg.data.errors import InvalidInputError
+from autoseg.core.errors import InvalidInputError
+from autoseg.core.paths import ensure_writable_file
 from autoseg.data.io import read_volume
-from autoseg.data.paths import ensure_writable_file
 from autoseg.data.records import ImageMeta
 from autoseg.reporting.figures import save_figure
 from autoseg.reporting.lesions import component_labels

@@ -14,9 +14,10 @@ import os
 from pathlib import Path
 
 import autoseg
-from autoseg.data.atomic import atomic_path
-from autoseg.data.paths import ensure_writable_file
-from autoseg.data.workspace import Workspace
+from autoseg.core.atomic import atomic_path
+from autoseg.core.paths import ensure_writable_file
+from autoseg.core.run_layout import RunLayout
+from autoseg.core.workspace import Workspace
 from autoseg.reporting.cases import cases_section
 from autoseg.reporting.collect import ReportInputs, case_dice, collect_inputs
 from autoseg.reporting.html import Section, page
@@ -92,7 +93,7 @@ def write_report(
     )
     inputs = dataclasses.replace(inputs, lesion_tables=collect_lesion_tables(inputs.cases))
     output = ensure_writable_file(
-        output_path or workspace.results / inputs.dataset / "report.html", "report"
+        output_path or RunLayout(workspace, inputs.dataset).report, "report"
     )
     text = render_report(inputs, max_cases)
     with atomic_path(output) as temp:

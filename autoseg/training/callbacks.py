@@ -23,8 +23,9 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from autoseg.data.atomic import atomic_path
-from autoseg.training.checkpoint import save_checkpoint
+from autoseg.core.atomic import atomic_path
+from autoseg.core.checkpoint import save_checkpoint
+from autoseg.core.run_layout import FoldLayout
 from autoseg.training.distributed import all_reduce_sum, any_rank
 
 LOG_COLUMNS = ("epoch", "train_loss", "val_loss", "pseudo_dice", "ema_dice", "lr",
@@ -62,7 +63,7 @@ class Checkpointer(Callback):
         self.last_save = time.monotonic()
 
     def save(self, name: str) -> None:
-        save_checkpoint(self.folder / f"checkpoint_{name}.pt", self.trainer.state_dict())
+        save_checkpoint(FoldLayout(self.folder).checkpoint(name), self.trainer.state_dict())
         self.last_save = time.monotonic()
 
     def after_step(self) -> None:

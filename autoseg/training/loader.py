@@ -26,7 +26,7 @@ import torch
 from threadpoolctl import threadpool_limits
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from autoseg.data.resources import default_workers
+from autoseg.core.resources import default_workers
 from autoseg.training.augmentation import cut_size, sample_size
 from autoseg.training.cpu_augmentation import CpuAugmentation, build_transforms
 from autoseg.training.sampling import CaseReader, PatchSampler, check_cache

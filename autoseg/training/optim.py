@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from autoseg.data.errors import InvalidInputError
+from autoseg.core.errors import InvalidInputError
 
 OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {}
 SCHEDULES: dict[str, Callable[..., LRSchedule]] = {}

@@ -9,7 +9,7 @@ import matplotlib
 matplotlib.use("Agg")  # no display on servers; must precede pyplot
 import matplotlib.pyplot as plt
 
-from autoseg.data.atomic import atomic_path
+from autoseg.core.atomic import atomic_path
 
 
 def _column(history: list[dict[str, float]], key: str) -> list[float]:

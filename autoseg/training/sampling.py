@@ -28,7 +28,7 @@ from pathlib import Path
 import cc3d
 import numpy as np
 
-from autoseg.data.errors import InvalidInputError
+from autoseg.core.errors import InvalidInputError
 from autoseg.preprocessing.cache import case_paths, load_case
 from autoseg.preprocessing.properties import PreprocessedCase
 

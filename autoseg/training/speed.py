@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import torch
 from torch import nn
 
-from autoseg.data.errors import InvalidInputError
+from autoseg.core.errors import InvalidInputError
 
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 CUDA_ONLY = ("cudnn_benchmark", "fused_optimizer", "pin_memory", "precision")

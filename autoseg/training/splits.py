@@ -12,9 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
-from autoseg.data.atomic import read_json, write_json
-from autoseg.data.errors import InvalidInputError
+from autoseg.core.atomic import read_json, write_json
+from autoseg.core.errors import InvalidInputError
 
+NUM_FOLDS = 5  # cross-validation folds when there are enough cases
+MIN_FOLDS = 2  # fewer cases cannot make a validation split
 SESSION_SUFFIX = re.compile(r"[_-](ses|session|tp|visit|scan)-?[A-Za-z0-9]+$", re.IGNORECASE)
 
 
@@ -57,7 +59,7 @@ def load_or_create_splits(
 ) -> list[dict]:
     """Read ``splits.json`` if it exists (it may have been edited), else write it once."""
     if path.is_file():
-        splits = read_json(path)
+        splits = read_splits(path)
         check_splits(splits, case_ids, path)
         return splits
     splits = make_splits(case_ids, num_folds, seed)
@@ -65,12 +67,29 @@ def load_or_create_splits(
     return splits
 
 
-def check_splits(splits: object, case_ids: list[str], where: Path) -> None:
-    """Reject a splits file that names unknown cases or is not a list of train/val folds."""
+def read_splits(path: Path) -> list[dict]:
+    """The folds of an existing ``splits.json``, refusing a file of another shape.
+
+    Raises:
+        InvalidInputError: the file is missing (training writes it on its first run) or
+            is not a list of ``{"train": [...], "val": [...]}``.
+    """
+    if not path.is_file():
+        raise InvalidInputError(f"{path}: missing (autoseg_train writes it on its first run)")
+    splits = read_json(path)
+    check_splits(splits, None, path)
+    return splits
+
+
+def check_splits(splits: object, case_ids: list[str] | None, where: Path) -> None:
+    """Reject a splits file that names unknown cases (when ``case_ids`` are given) or is
+    not a list of train/val folds."""
     if not isinstance(splits, list) or not all(
         isinstance(f, dict) and {"train", "val"} <= set(f) for f in splits
     ):
         raise InvalidInputError(f"{where}: must be a list of {{'train': [...], 'val': [...]}}")
+    if case_ids is None:
+        return
     known = set(case_ids)
     problems = [
         f"{where}: fold {k} names unknown case '{c}'"

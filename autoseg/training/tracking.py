@@ -13,7 +13,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from autoseg.data.errors import InvalidInputError
+from autoseg.core.errors import InvalidInputError
+from autoseg.core.run_layout import MLRUNS_DB, FoldLayout
 from autoseg.training.callbacks import Callback
 
 TRACKERS = ("mlflow", "wandb")
@@ -34,7 +35,7 @@ def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
 
 def default_tracking_uri(results_folder: Path) -> str:
     """``sqlite:///<results>/mlruns.db``: a local store that needs no server."""
-    return f"sqlite:///{Path(results_folder).resolve() / 'mlruns.db'}"
+    return f"sqlite:///{Path(results_folder).resolve() / MLRUNS_DB}"
 
 
 def _finite(metrics: Mapping[str, float]) -> dict[str, float]:
@@ -98,11 +99,12 @@ class MLflowTracker(Callback):
         self.mlflow.log_metrics(metrics, step=int(self.trainer.metrics["epoch"]))
 
     def after_train(self) -> None:
-        names = ["progress.png", "training_log.csv", "checkpoint_final.pt",
-                 "validation/summary.json"]  # fmt: skip
-        for name in names:
-            if (self.folder / name).is_file():
-                self.mlflow.log_artifact(str(self.folder / name))
+        fold = FoldLayout(self.folder)
+        paths = [fold.progress_plot, fold.training_log, fold.checkpoint("final"),
+                 fold.validation_summary]  # fmt: skip
+        for path in paths:
+            if path.is_file():
+                self.mlflow.log_artifact(str(path))
         self.mlflow.end_run()
         self.run_id = None
 

@@ -19,8 +19,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from autoseg.networks.base import channels_last, flushed_denormals
-from autoseg.training import checkpoint
+from autoseg.core import checkpoint
+from autoseg.core.cpu import flushed_denormals
+from autoseg.networks.base import channels_last
 from autoseg.training.batches import Batch, BatchProvider
 from autoseg.training.distributed import SINGLE, DistContext, all_reduce_sum, unwrap
 from autoseg.training.metrics import confusion_counts, pseudo_dice, update_ema

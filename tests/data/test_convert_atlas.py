@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from autoseg.core.errors import InvalidInputError
 from autoseg.data.convert import convert
-from autoseg.data.errors import InvalidInputError
 from tests.data.convert_helpers import (
     atlas_bids,
     atlas_flat,

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from autoseg.cli import EXIT_INVALID, EXIT_OK, convert_main
+from autoseg.core.errors import InvalidInputError
 from autoseg.data.convert import convert
-from autoseg.data.errors import InvalidInputError
 from autoseg.data.io import read_meta, read_volume
 from autoseg.data.sources import CASE_SOURCES_JSON, read_case_sources
 from autoseg.data.verify import verify_dataset

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from autoseg.core.errors import InvalidInputError
 from autoseg.data.convert import convert
-from autoseg.data.errors import InvalidInputError
 from autoseg.data.io import read_volume, write_volume
 from autoseg.data.layout import RawDataset
 from tests.conftest import tiny_meta, write_tiny_dataset

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from autoseg.core.errors import InvalidInputError
 from autoseg.data.convert import convert
-from autoseg.data.errors import InvalidInputError
 from tests.data.convert_helpers import nifti, oblique_geometry
 
 SHAPE_ZYX = (4, 6, 5)

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from autoseg.core.errors import InvalidInputError
 from autoseg.data.convert import DEFAULT_SPACING_MM, convert
 from autoseg.data.convert.png_slices import slice_sort_key
-from autoseg.data.errors import InvalidInputError
 from tests.data.convert_helpers import png, png_patient
 
 NUMBERS = [10, 8, 12, 9, 11]  # text order would put 10-12 before 8

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from autoseg.data.atomic import TEMP_PREFIX
+from autoseg.core.atomic import TEMP_PREFIX
+from autoseg.core.errors import InvalidInputError
 from autoseg.data.convert import convert, list_kinds, writing
-from autoseg.data.errors import InvalidInputError
 from tests.data.convert_helpers import atlas_flat, atlas_name
 
 SUBJECTS = ["r001s001", "r001s002", "r001s003"]

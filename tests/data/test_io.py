@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from autoseg.data.errors import InvalidInputError
+from autoseg.core.errors import InvalidInputError
 from autoseg.data.io import read_meta, read_volume, write_label, write_volume
 from autoseg.data.records import ImageMeta, geometry_mismatch, matrix_to_tuple
 from tests.conftest import oblique_affine, tiny_meta

@@ -7,15 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from autoseg.data.atomic import atomic_path, write_json
-from autoseg.data.errors import InvalidInputError
+from autoseg.core.atomic import atomic_path, write_json
+from autoseg.core.errors import InvalidInputError
+from autoseg.core.workspace import Workspace
 from autoseg.data.layout import (
     RawDataset,
     dataset_json_problems,
     resolve_dataset_dir,
     split_channel_name,
 )
-from autoseg.data.workspace import Workspace
 
 
 def test_resolve_by_name_nnunet_name_and_number(tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from autoseg.data.errors import InvalidInputError
+from autoseg.core.errors import InvalidInputError
 from autoseg.data.sources import (
     CASE_SOURCES_JSON,
     CaseSource,

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from autoseg.core.errors import InvalidInputError
 from autoseg.data import verify_case
-from autoseg.data.errors import InvalidInputError
 from autoseg.data.io import read_volume, write_volume
 from autoseg.data.records import ImageMeta, matrix_to_tuple
 from autoseg.data.verify import (
@@ -372,7 +372,8 @@ def test_worker_crash_names_the_case(tiny_dataset: Path, monkeypatch: pytest.Mon
 def test_default_num_processes_respects_cases_cpus_and_memory(
     tiny_dataset: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from autoseg.data import resources, verify
+    from autoseg.core import resources
+    from autoseg.data import verify
 
     jobs = [CaseJob("a", (tiny_dataset / "imagesTr" / "case000_0000.nii.gz",))]
     assert default_num_processes(jobs) == 1

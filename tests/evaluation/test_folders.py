@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from autoseg.data.errors import InvalidInputError
+from autoseg.core.errors import InvalidInputError
 from autoseg.data.io import write_volume
 from autoseg.data.layout import DatasetJson, write_dataset_json
 from autoseg.data.records import ImageMeta, matrix_to_tuple

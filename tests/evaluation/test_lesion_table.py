@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+from autoseg.core.errors import InvalidInputError
 from autoseg.data.bids import table_problems
-from autoseg.data.errors import InvalidInputError
 from autoseg.data.io import write_volume
 from autoseg.data.prediction_files import write_probabilities
 from autoseg.evaluation.lesion_files import (

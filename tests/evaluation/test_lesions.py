@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from autoseg.data.errors import InvalidInputError
+from autoseg.core.errors import InvalidInputError
 from autoseg.evaluation.lesions import LesionCounts, count_lesions, get_convention
 from autoseg.evaluation.metrics import evaluate_case
 

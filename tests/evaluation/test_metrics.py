@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from autoseg.data.errors import InvalidInputError
+from autoseg.core.errors import InvalidInputError
 from autoseg.evaluation.metrics import (
     METRIC_KEYS,
     both_empty_metrics,

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from autoseg.data.errors import InvalidInputError
+from autoseg.core.errors import InvalidInputError
 from autoseg.data.io import read_volume, write_volume
 from autoseg.inference.ensemble import average_probability_files, ensemble_folders
 from autoseg.inference.outputs import write_probabilities, write_sidecar

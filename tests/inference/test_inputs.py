@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from autoseg.data.errors import InvalidInputError
+from autoseg.core.errors import InvalidInputError
 from autoseg.data.io import write_volume
 from autoseg.inference.inputs import discover_cases, verify_inputs
 from tests.conftest import tiny_meta, write_tiny_dataset

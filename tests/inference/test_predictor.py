@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import autoseg.inference.predictor as predictor_module
-from autoseg.data.errors import InvalidInputError
+from autoseg.core.errors import InvalidInputError
 from autoseg.data.io import read_meta, read_volume
 from autoseg.inference.ensemble import ensemble_folders
 from autoseg.inference.inputs import discover_cases

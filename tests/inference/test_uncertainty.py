@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from autoseg.data.atomic import read_json
+from autoseg.core.atomic import read_json
 from autoseg.data.io import read_meta, read_volume
 from autoseg.data.records import ImageMeta, matrix_to_tuple
 from autoseg.inference.uncertainty import (

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from autoseg.data.errors import InvalidInputError
+from autoseg.core.errors import InvalidInputError
 from autoseg.networks.hybrid import HybridUNet3D
 
 PLAIN = {"se": False, "attention_gates": False, "transformer_depth": 0, "groups": 1}

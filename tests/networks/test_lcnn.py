@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from autoseg.data.errors import InvalidInputError
+from autoseg.core.errors import InvalidInputError
 from autoseg.networks.alignment import asymmetry, inverse_matrix, rigid_matrix, warp
 from autoseg.networks.resnext import ResNeXtTrunk
 from tests.networks.conftest import tiny_network

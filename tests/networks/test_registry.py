@@ -8,7 +8,7 @@ import itertools
 import pytest
 import torch
 
-from autoseg.data.errors import InvalidInputError
+from autoseg.core.errors import InvalidInputError
 from autoseg.networks import build_network, list_networks, register_network
 from tests.networks.conftest import TINY, tiny_input, tiny_network
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from autoseg.core.workspace import Workspace
 from autoseg.data.convert import convert
-from autoseg.data.workspace import Workspace
 from autoseg.planning.plans import finalize, write_plans
 from tests.data.convert_helpers import release_tree
 from tests.pipeline.model_helpers import AFFINE_NETWORK, configuration_entry, write_fold

@@ -4,7 +4,7 @@ A workspace holds ``raw/Tiny`` (tests/conftest.py's tiny NIfTI dataset), a
 ``preprocessed/Tiny/splits.json`` and ``results/Tiny/<CONFIG>/`` with plans.json (a
 minimal but schema-valid plans file, finalised by the planner's own code so its
 ``plans_id`` is the real content hash), dataset.json and checkpoints written with
-:func:`autoseg.training.checkpoint.save_checkpoint` in the trainer's key layout.
+:func:`autoseg.core.checkpoint.save_checkpoint` in the trainer's key layout.
 """
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ import pytest
 import torch
 from torch import nn
 
-from autoseg.data.atomic import write_json
-from autoseg.data.workspace import Workspace
+from autoseg.core.atomic import write_json
+from autoseg.core.checkpoint import save_checkpoint
+from autoseg.core.workspace import Workspace
 from autoseg.networks import build_network, register_network, registry
 from autoseg.planning.plans import Plans, finalize, write_plans
-from autoseg.training.checkpoint import save_checkpoint
 from tests.conftest import tiny_meta, write_tiny_dataset
 from tests.networks.conftest import TINY
 

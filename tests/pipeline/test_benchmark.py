@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from autoseg.cli import benchmark_main
-from autoseg.data.workspace import Workspace
+from autoseg.core.workspace import Workspace
 from autoseg.pipeline.benchmark import format_table
 from autoseg.pipeline.plan import PlanOptions, run_plan
 from autoseg.planning import device

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 import autoseg
-from autoseg.data.atomic import write_json
-from autoseg.data.errors import InvalidInputError
+from autoseg.core.atomic import write_json
+from autoseg.core.errors import InvalidInputError
+from autoseg.core.workspace import Workspace
 from autoseg.data.io import read_volume
-from autoseg.data.workspace import Workspace
 from autoseg.inference.outputs import read_probabilities
 from autoseg.pipeline.export import (
     CONTRACT_NAME,

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from autoseg.data.atomic import read_json
+from autoseg.core.atomic import read_json
+from autoseg.core.workspace import Workspace
 from autoseg.data.io import read_volume
 from autoseg.data.layout import RawDataset
-from autoseg.data.workspace import Workspace
 from autoseg.inference.outputs import case_outputs, write_case
 from autoseg.pipeline.find_best import find_best, format_table
 from autoseg.pipeline.predict import predict

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from autoseg.data.atomic import write_json
-from autoseg.data.errors import InvalidInputError
+from autoseg.core.atomic import write_json
+from autoseg.core.errors import InvalidInputError
 from autoseg.pipeline.model import load_model_folder, resolve_choice
 from tests.pipeline.model_helpers import (
     FOREGROUND,

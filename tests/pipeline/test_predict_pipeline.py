@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from autoseg.data.errors import InvalidInputError
+from autoseg.core.errors import InvalidInputError
+from autoseg.core.workspace import Workspace
 from autoseg.data.io import read_meta, read_volume
-from autoseg.data.workspace import Workspace
 from autoseg.inference.outputs import read_probabilities
 from autoseg.pipeline.predict import predict
 from tests.pipeline.model_helpers import (

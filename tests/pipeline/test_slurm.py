@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from autoseg.data.errors import InvalidInputError
+from autoseg.core.errors import InvalidInputError
 from autoseg.pipeline.slurm import write_slurm_script
 from autoseg.training.trainer import EXIT_INTERRUPTED
 

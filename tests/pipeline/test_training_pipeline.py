@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from autoseg.data.errors import InvalidInputError
-from autoseg.data.workspace import Workspace
+from autoseg.core.checkpoint import load_checkpoint
+from autoseg.core.errors import InvalidInputError
+from autoseg.core.workspace import Workspace
 from autoseg.pipeline.training import TrainOptions, train_fold
-from autoseg.training.checkpoint import load_checkpoint
 from tests.networks.conftest import TINY
 from tests.training.cache_helpers import lesion_cache
 

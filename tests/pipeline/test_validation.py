@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from autoseg.data.atomic import read_json
+from autoseg.core.atomic import read_json
 from autoseg.data.io import read_volume
 from autoseg.pipeline.validation import validate_fold
 from tests.pipeline.model_helpers import (

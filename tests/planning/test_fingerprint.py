@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from autoseg.data.atomic import read_json
+from autoseg.core.atomic import read_json
 from autoseg.data.io import read_volume
 from autoseg.data.layout import RawDataset
 from autoseg.planning.case_stats import bounding_box, channel_modality

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from autoseg.data.atomic import read_json
-from autoseg.data.errors import InvalidInputError
+from autoseg.core.atomic import read_json
+from autoseg.core.errors import InvalidInputError
 from autoseg.inference.tiles import window_starts
 from autoseg.networks import build_network
 from autoseg.planning import rules
@@ -251,7 +251,7 @@ def test_thick_axis_rule_uses_a_finer_percentile() -> None:
 
 @pytest.mark.slow  # traces all three networks cold on the CPU budget (~10 s)
 def test_plan_dataset_writes_fingerprint_and_plans(tiny_dataset: Path, tmp_path: Path) -> None:
-    from autoseg.data.workspace import Workspace
+    from autoseg.core.workspace import Workspace
     from autoseg.planning.planner import plan_dataset
 
     workspace = Workspace(tiny_dataset.parent, tmp_path / "pre", tmp_path / "results")

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 import autoseg.preprocessing.dataset as dataset_module
-from autoseg.data.atomic import read_json, write_json
-from autoseg.data.errors import InvalidInputError
+from autoseg.core.atomic import read_json, write_json
+from autoseg.core.errors import InvalidInputError
 from autoseg.data.layout import RawDataset
 from autoseg.preprocessing.cache import (
     SPEC_FILE,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from autoseg.data.errors import InvalidInputError
+from autoseg.core.errors import InvalidInputError
 from autoseg.data.io import read_meta, read_volume, write_label, write_volume
 from autoseg.data.records import ImageMeta
 from autoseg.preprocessing.case import (

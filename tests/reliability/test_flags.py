@@ -103,8 +103,8 @@ def test_dataset_names_must_be_one_folder_name(
 
 def test_library_refuses_an_empty_dataset_name(tmp_path: Path) -> None:
     """``raw / ""`` is the raw root itself: planning it would treat the root as a dataset."""
-    from autoseg.data.errors import InvalidInputError
-    from autoseg.data.layout import resolve_dataset_dir
+    from autoseg.core.errors import InvalidInputError
+    from autoseg.core.run_layout import resolve_dataset_dir
 
     with pytest.raises(InvalidInputError, match="a dataset name must not be empty"):
         resolve_dataset_dir(tmp_path, "")

@@ -12,8 +12,8 @@ import pytest
 import SimpleITK as sitk
 
 from autoseg.cli import EXIT_INVALID, verify_main
+from autoseg.core.errors import InvalidInputError
 from autoseg.data import capacity, io
-from autoseg.data.errors import InvalidInputError
 from autoseg.data.io import read_volume
 from tests.conftest import write_tiny_dataset
 from tests.reliability.helpers import error_lines, lying_nifti, run_cli

@@ -20,9 +20,9 @@ import numpy as np
 import pytest
 
 from autoseg import cli
-from autoseg.data.atomic import is_temporary
+from autoseg.core.atomic import is_temporary
+from autoseg.core.workspace import Workspace
 from autoseg.data.io import read_volume
-from autoseg.data.workspace import Workspace
 from tests.conftest import write_tiny_dataset
 from tests.data.convert_helpers import atlas_flat
 from tests.pipeline.model_helpers import hybrid_spec, make_plans, make_workspace, write_results

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from autoseg.cli import EXIT_INVALID, predict_main
-from autoseg.data.errors import InvalidInputError
+from autoseg.core.errors import InvalidInputError
 from autoseg.pipeline import export as export_module
 from autoseg.pipeline.export import export_model_zip, load_model_zip
 from tests.pipeline.model_helpers import hybrid_spec, make_plans, make_workspace, write_results

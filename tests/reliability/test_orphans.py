@@ -94,7 +94,7 @@ def _pid() -> int:
 
 
 def test_pool_workers_run_the_death_guard() -> None:
-    from autoseg.data.resources import worker_pool
+    from autoseg.core.resources import worker_pool
 
     with worker_pool(1) as pool:
         worker = pool.submit(_pid).result()

@@ -12,9 +12,9 @@ import pytest
 
 from autoseg import cli
 from autoseg.cli import EXIT_INVALID
+from autoseg.core.workspace import Workspace
 from autoseg.data.io import write_label, write_volume
 from autoseg.data.records import ImageMeta, matrix_to_tuple
-from autoseg.data.workspace import Workspace
 from autoseg.pipeline import training
 from autoseg.planning import planner
 from autoseg.planning.plans import write_plans

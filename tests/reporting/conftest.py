@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from autoseg.data.workspace import Workspace
+from autoseg.core.workspace import Workspace
 from autoseg.reporting.report import write_report
 from tests.reporting.helpers import NAME, write_full_workspace
 

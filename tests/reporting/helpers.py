@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from autoseg.core.workspace import Workspace
 from autoseg.data.io import write_label, write_volume
-from autoseg.data.workspace import Workspace
 from autoseg.evaluation.folders import evaluate_folders
 from tests.conftest import tiny_meta
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from autoseg.data.errors import InvalidInputError
+from autoseg.core.errors import InvalidInputError
 from autoseg.data.io import write_label, write_volume
 from autoseg.reporting.lesions import lesion_errors
 from autoseg.reporting.overlay import (

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from autoseg.data.errors import InvalidInputError
-from autoseg.data.workspace import Workspace
+from autoseg.core.errors import InvalidInputError
+from autoseg.core.workspace import Workspace
 from autoseg.reporting import report as report_module
 from autoseg.reporting.report import write_report
 from tests.reporting.helpers import NAME, WORST_FIRST, write_minimal_workspace

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from autoseg.core.checkpoint import load_checkpoint
 from autoseg.training.callbacks import (
     Callback,
     EarlyStopping,
@@ -16,7 +17,6 @@ from autoseg.training.callbacks import (
     SignalCheckpoint,
     TimeBudget,
 )
-from autoseg.training.checkpoint import load_checkpoint
 from autoseg.training.trainer import EXIT_INTERRUPTED, TrainingInterrupted
 from tests.training.trainer_helpers import make_trainer
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from autoseg.data.errors import InvalidInputError
+from autoseg.core.errors import InvalidInputError
 from autoseg.training.loader import (
     WORKER_BASE_BYTES,
     default_num_workers,

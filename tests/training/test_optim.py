@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from autoseg.data.errors import InvalidInputError
+from autoseg.core.errors import InvalidInputError
 from autoseg.training.optim import (
     build_optimizer,
     build_schedule,

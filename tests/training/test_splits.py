@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from autoseg.data.atomic import write_json
-from autoseg.data.errors import InvalidInputError
+from autoseg.core.atomic import write_json
+from autoseg.core.errors import InvalidInputError
 from autoseg.training.splits import cases_of_fold, load_or_create_splits, make_splits, subject_of
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from autoseg.data.errors import InvalidInputError
+from autoseg.core.errors import InvalidInputError
 from autoseg.training.callbacks import ProgressPlot
 from autoseg.training.tracking import build_tracker, default_tracking_uri, flatten
 from tests.training.trainer_helpers import make_trainer

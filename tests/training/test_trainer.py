@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from autoseg.core.checkpoint import load_checkpoint
 from autoseg.training.callbacks import Callback, Checkpointer
-from autoseg.training.checkpoint import load_checkpoint
 from autoseg.training.metrics import confusion_counts, pseudo_dice, update_ema
 from autoseg.training.trainer import Trainer
 from tests.training.trainer_helpers import make_trainer

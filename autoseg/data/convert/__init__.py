@@ -14,12 +14,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from autoseg.core.errors import InvalidInputError
+from autoseg.core.paths import ensure_writable_dir
 from autoseg.data.convert import atlas, isles22, nnunet, npy, png_slices
 from autoseg.data.convert.cases import ConversionPlan, ConversionSummary
 from autoseg.data.convert.png_slices import DEFAULT_SPACING_MM
 from autoseg.data.convert.writing import default_processes, write_plan
-from autoseg.data.errors import InvalidInputError
-from autoseg.data.paths import ensure_writable_dir
 
 __all__ = [
     "CONVERTERS",

@@ -26,6 +26,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from autoseg.core.errors import InvalidInputError
 from autoseg.data.convert.cases import (
     CaseTask,
     ConversionPlan,
@@ -35,7 +36,6 @@ from autoseg.data.convert.cases import (
     is_test_path,
     safe_case_id,
 )
-from autoseg.data.errors import InvalidInputError
 from autoseg.data.io import NIFTI_ENDINGS, file_ending, strip_ending
 from autoseg.data.sources import CaseSource
 

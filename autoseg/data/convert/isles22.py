@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from autoseg.core.errors import InvalidInputError
 from autoseg.data.bids import parse_name
 from autoseg.data.convert.cases import (
     CaseTask,
@@ -38,7 +39,6 @@ from autoseg.data.convert.cases import (
     duplicate_case_problems,
 )
 from autoseg.data.convert.resample import METHOD, ResampledSource
-from autoseg.data.errors import InvalidInputError
 from autoseg.data.io import NIFTI_ENDINGS, file_ending, read_meta
 from autoseg.data.records import geometry_mismatch
 from autoseg.data.sources import CaseSource

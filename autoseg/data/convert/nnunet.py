@@ -15,9 +15,10 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from autoseg.data.atomic import TEMP_PREFIX, atomic_path, is_temporary, read_json, write_json
+from autoseg.core.atomic import TEMP_PREFIX, atomic_path, is_temporary, read_json, write_json
+from autoseg.core.errors import InvalidInputError
+from autoseg.core.run_layout import DATASET_JSON
 from autoseg.data.convert.cases import ConversionSummary
-from autoseg.data.errors import InvalidInputError
 from autoseg.data.layout import RawDataset
 from autoseg.data.records import Case
 
@@ -75,7 +76,7 @@ def _extra_files(src: Path, cases: list[Case]) -> list[Path]:
         for path in sorted(src.rglob("*"))
         if path.is_file()
         and path not in case_files
-        and path.name != "dataset.json"
+        and path.name != DATASET_JSON
         and not is_temporary(path)
     ]
 
@@ -96,9 +97,9 @@ def copy(src: Path, dataset_dir: Path, overwrite: bool, progress: bool) -> tuple
     for path in _extra_files(src, cases):
         if overwrite or not _dest(path, src, dataset_dir).exists():
             _copy_file(path, _dest(path, src, dataset_dir))
-    payload = read_json(src / "dataset.json")
+    payload = read_json(src / DATASET_JSON)
     payload.setdefault("source", {"kind": "nnunet", "path": str(src.resolve())})
-    write_json(dataset_dir / "dataset.json", payload)
+    write_json(dataset_dir / DATASET_JSON, payload)
     return copied, len(cases) - copied
 
 

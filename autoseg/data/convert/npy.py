@@ -34,6 +34,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from autoseg.core.errors import InvalidInputError
 from autoseg.data.convert.cases import (
     CaseTask,
     ConversionPlan,
@@ -43,7 +44,6 @@ from autoseg.data.convert.cases import (
     is_test_path,
     safe_case_id,
 )
-from autoseg.data.errors import InvalidInputError
 from autoseg.data.io import NIFTI_ENDINGS, file_ending, read_meta, strip_ending
 from autoseg.data.records import ImageMeta, matrix_to_tuple
 
@@ -77,10 +77,6 @@ class ArrayFile:
     case: str
     role: str
     is_test: bool
-
-    @property
-    def is_nifti(self) -> bool:
-        return file_ending(self.path) in NIFTI_ENDINGS
 
 
 def _folder_role(path: Path, root: Path) -> str | None:

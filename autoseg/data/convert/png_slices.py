@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from autoseg.core.errors import InvalidInputError
 from autoseg.data.convert.cases import (
     CaseTask,
     ConversionPlan,
@@ -44,7 +45,6 @@ from autoseg.data.convert.cases import (
     duplicate_case_problems,
     safe_case_id,
 )
-from autoseg.data.errors import InvalidInputError
 from autoseg.data.records import ImageMeta, matrix_to_tuple
 
 logger = logging.getLogger(__name__)

@@ -20,7 +20,9 @@ import nibabel as nib
 import numpy as np
 from tqdm import tqdm
 
-from autoseg.data.atomic import atomic_path, is_temporary
+from autoseg.core.atomic import atomic_path, is_temporary
+from autoseg.core.errors import InvalidInputError
+from autoseg.core.resources import default_workers, worker_pool
 from autoseg.data.convert.cases import (
     FILE_ENDING,
     LABELS,
@@ -32,10 +34,8 @@ from autoseg.data.convert.cases import (
     NiftiSource,
     Source,
 )
-from autoseg.data.errors import InvalidInputError
 from autoseg.data.io import write_label, write_volume
 from autoseg.data.layout import DatasetJson, write_dataset_json
-from autoseg.data.resources import default_workers, worker_pool
 from autoseg.data.sources import write_case_sources
 
 logger = logging.getLogger(__name__)

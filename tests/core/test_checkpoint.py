@@ -11,14 +11,14 @@ import numpy as np
 import pytest
 import torch
 
-from autoseg.data.errors import InvalidInputError
-from autoseg.training.checkpoint import (
+from autoseg.core.checkpoint import (
     load_checkpoint,
     load_pretrained,
     rng_state,
     save_checkpoint,
     set_rng_state,
 )
+from autoseg.core.errors import InvalidInputError
 from autoseg.training.optim import encoder_prefixes, freeze, trainable_parameters
 from tests.networks.conftest import tiny_network
 

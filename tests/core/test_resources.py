@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from autoseg.data import resources
+from autoseg.core import resources
 
 
 def test_worker_count_is_bounded_by_every_limit(monkeypatch: pytest.MonkeyPatch) -> None:

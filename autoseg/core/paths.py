@@ -11,8 +11,8 @@ import os
 import tempfile
 from pathlib import Path
 
-from autoseg.data.atomic import TEMP_PREFIX
-from autoseg.data.errors import InvalidInputError
+from autoseg.core.atomic import TEMP_PREFIX
+from autoseg.core.errors import InvalidInputError
 
 
 def _existing_ancestor(path: Path) -> Path:

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 import torch
 
-from autoseg.networks import base
+from autoseg.core import cpu
 
 SUBNORMAL = 1e-39  # below float32's smallest normal (1.2e-38), above its smallest subnormal
 
@@ -29,7 +29,7 @@ def _times_one(values: torch.Tensor) -> torch.Tensor:
 
 def test_flush_reaches_the_worker_threads_and_is_undone(two_threads: None) -> None:
     x = torch.full((1 << 20,), SUBNORMAL)
-    with base.flushed_denormals("cpu"):
+    with cpu.flushed_denormals("cpu"):
         flushed = _times_one(x)
     restored = _times_one(x)
     # torch.set_flush_denormal alone zeroes only the calling thread's half
@@ -39,9 +39,9 @@ def test_flush_reaches_the_worker_threads_and_is_undone(two_threads: None) -> No
 
 def test_flush_everywhere_reports_reaching_the_pool(two_threads: None) -> None:
     try:
-        assert base.set_flush_denormal_everywhere(True)
+        assert cpu.set_flush_denormal_everywhere(True)
     finally:
-        base.set_flush_denormal_everywhere(False)
+        cpu.set_flush_denormal_everywhere(False)
     assert bool((_times_one(torch.full((1 << 20,), SUBNORMAL)) != 0).all())
 
 
@@ -49,11 +49,11 @@ def test_cpu_threads_only_lowers_the_count(monkeypatch: pytest.MonkeyPatch) -> N
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(2)
-        monkeypatch.setattr(base, "available_cores", lambda: 4)
-        assert base.cpu_threads() == 2  # never raised past what was asked
-        assert base.cpu_threads(reserve=3) == 1
+        monkeypatch.setattr(cpu, "available_cores", lambda: 4)
+        assert cpu.cpu_threads() == 2  # never raised past what was asked
+        assert cpu.cpu_threads(reserve=3) == 1
         assert torch.get_num_threads() == 1
         torch.set_num_threads(4)
-        assert base.cpu_threads(reserve=10) == 1  # the network keeps one thread
+        assert cpu.cpu_threads(reserve=10) == 1  # the network keeps one thread
     finally:
         torch.set_num_threads(before)

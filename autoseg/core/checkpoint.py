@@ -21,8 +21,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from autoseg.data.atomic import atomic_path
-from autoseg.data.errors import InvalidInputError
+from autoseg.core.atomic import atomic_path
+from autoseg.core.errors import InvalidInputError
 
 FORMAT_VERSION = 1
 
