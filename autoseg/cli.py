@@ -86,7 +86,7 @@ def _parse_and_run(
 
 
 def synth_parser() -> argparse.ArgumentParser:
-    from autoseg.data.synthetic import SYNTHETIC_KINDS
+    from autoseg.synthetic.generate import SYNTHETIC_KINDS
 
     parser = OneLineParser(
         prog="autoseg_synth",
@@ -125,7 +125,7 @@ def synth_parser() -> argparse.ArgumentParser:
 
 
 def _synth(args: argparse.Namespace) -> int:
-    from autoseg.data.synthetic import synthesize
+    from autoseg.synthetic.generate import synthesize
 
     written = synthesize(
         args.kind,

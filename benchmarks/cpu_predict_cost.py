@@ -49,7 +49,6 @@ from autoseg.core.workspace import Workspace
 from autoseg.data.convert import convert
 from autoseg.data.io import write_label
 from autoseg.data.layout import RawDataset
-from autoseg.data.synthetic import synthesize
 from autoseg.inference.postprocess import postprocess
 from autoseg.inference.predict import predict_case
 from autoseg.inference.settings import InferenceSettings
@@ -60,6 +59,7 @@ from autoseg.planning.preprocessing_entry import preprocessing_spec
 from autoseg.preprocessing.case import preprocess_case, revert_prediction
 from autoseg.preprocessing.dataset import preprocess_dataset
 from autoseg.preprocessing.spec import PreprocessingSpec
+from autoseg.synthetic.generate import synthesize
 
 CONFIGURATION = "3d_hybrid"
 MODES = ("before", "after")

@@ -80,7 +80,7 @@ def run_measured(command: list[str], env: dict[str, str]) -> tuple[float, float]
 def make_raw_dataset(work: Path, name: str, size: str, cases: int) -> Path:
     """Synthesize ATLAS-like data and convert it to the raw layout (done once)."""
     from autoseg.data.convert import convert
-    from autoseg.data.synthetic import synthesize
+    from autoseg.synthetic.generate import synthesize
 
     raw = work / "raw" / name
     if not (raw / "dataset.json").is_file():

@@ -35,12 +35,12 @@ import torch
 from autoseg.core.workspace import Workspace
 from autoseg.data.convert import convert
 from autoseg.data.layout import RawDataset
-from autoseg.data.synthetic import synthesize
 from autoseg.inference.predictor import predict_folder
 from autoseg.inference.settings import InferenceSettings
 from autoseg.networks import build_network
 from autoseg.planning.planner import plan_dataset
 from autoseg.planning.preprocessing_entry import preprocessing_spec
+from autoseg.synthetic.generate import synthesize
 
 NNUNET_SCRIPT = r"""
 import json, os, statistics, subprocess, sys, time, warnings

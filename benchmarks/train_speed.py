@@ -104,10 +104,10 @@ def synthetic_dataset(root: Path, cases: int) -> tuple[Workspace, str]:
     """A 2 mm synthetic ATLAS-like dataset, converted, planned and preprocessed."""
     from autoseg.data.convert import convert
     from autoseg.data.layout import RawDataset
-    from autoseg.data.synthetic import synthesize
     from autoseg.planning.planner import plan_dataset
     from autoseg.planning.preprocessing_entry import preprocessing_spec
     from autoseg.preprocessing.dataset import preprocess_dataset
+    from autoseg.synthetic.generate import synthesize
 
     workspace = Workspace.under(root)
     synthesize("atlas", root / "source", cases, spacing_mm=(2.0, 2.0, 2.0), progress=False)

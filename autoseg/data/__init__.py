@@ -1,1 +1,4 @@
-"""Data layer: records, geometry, raw dataset layout, readers/writers, converters, checks."""
+"""Dataset layer: records, geometry, raw dataset layout, readers/writers, converters, checks.
+
+The synthetic-data generator is its own package, :mod:`autoseg.synthetic`.
+"""

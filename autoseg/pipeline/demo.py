@@ -20,12 +20,12 @@ from autoseg.core.paths import ensure_writable_dir
 from autoseg.core.run_layout import DATASET_JSON, RunLayout
 from autoseg.core.workspace import Workspace
 from autoseg.data.convert import convert
-from autoseg.data.synthetic import synthesize
 from autoseg.evaluation import evaluate_folders
 from autoseg.pipeline.plan import PlanOptions, run_plan
 from autoseg.pipeline.predict import predict
 from autoseg.pipeline.training import TrainOptions, train_fold
 from autoseg.reporting.report import write_report
+from autoseg.synthetic.generate import synthesize
 
 DATASET = "ATLAS"
 # Minutes kept back from the budget for prediction (sliding window with 8-fold mirroring:

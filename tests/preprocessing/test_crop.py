@@ -51,8 +51,8 @@ def test_empty_mask_keeps_the_whole_grid() -> None:
 
 
 def test_foreground_mask_crops_the_air_of_a_head_without_zero_background() -> None:
-    from autoseg.data.synthetic import SynthOptions, atlas_case
     from autoseg.preprocessing.crop import foreground_mask
+    from autoseg.synthetic.generate import SynthOptions, atlas_case
 
     case = atlas_case(1, 0, SynthOptions(size="tiny"))
     assert (case.image > 0).all()  # a noise floor everywhere: the nonzero mask is the grid
@@ -78,8 +78,8 @@ def test_foreground_mask_keeps_the_nonzero_mask_when_nothing_looks_like_air() ->
 def test_the_crop_follows_the_head_whatever_the_air_holds(background: str) -> None:
     """Zero-mean noise in the air (its minimum far below the air's median) used to defeat
     the air test, and the crop kept the whole grid: prediction then cost the noise."""
-    from autoseg.data.synthetic import SynthOptions, atlas_case
     from autoseg.preprocessing.crop import foreground_mask
+    from autoseg.synthetic.generate import SynthOptions, atlas_case
 
     case = atlas_case(1, 0, SynthOptions(size="small", background=background))
     head = case.tissue > 0

@@ -6,8 +6,8 @@ folded by sulci (thin CSF sheets along the zero set of a band-limited noise fiel
 grey matter, with white-matter gyral cores between them), the interhemispheric fissure, deep
 grey nuclei and two lateral ventricles. Brain size and atrophy (wider CSF spaces, larger
 ventricles, thinner cortex) vary between cases. Lesions come from
-:mod:`autoseg.data.synthetic_lesions`. Modality contrast is added later
-(:mod:`autoseg.data.synthetic_render`); this module only decides which tissue is where.
+:mod:`autoseg.synthetic.lesions`. Modality contrast is added later
+(:mod:`autoseg.synthetic.render`); this module only decides which tissue is where.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from autoseg.data.synthetic_fields import CoarseField, Grid, coarse_field, sample_field
-from autoseg.data.synthetic_lesions import (
+from autoseg.synthetic.fields import CoarseField, Grid, coarse_field, sample_field
+from autoseg.synthetic.lesions import (
     ACUTE_VOLUMES,
     LesionMaps,
     LesionPlan,

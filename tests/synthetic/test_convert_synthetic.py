@@ -10,8 +10,8 @@ import pytest
 from autoseg.data.convert import convert
 from autoseg.data.io import read_volume
 from autoseg.data.layout import RawDataset
-from autoseg.data.synthetic import synthesize
 from autoseg.data.verify import verify_dataset
+from autoseg.synthetic.generate import synthesize
 
 CASES = [
     ("atlas", "bids", "atlas"),

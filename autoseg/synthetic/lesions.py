@@ -19,7 +19,7 @@ import cc3d
 import numpy as np
 from scipy import ndimage, special
 
-from autoseg.data.synthetic_fields import Grid
+from autoseg.synthetic.fields import Grid
 
 MIDLINE_MARGIN_MM = 2.0  # a lesion keeps this far from the midline plane (its hemisphere)
 PLACES = ("cortical", "periventricular", "deep", "white_matter")

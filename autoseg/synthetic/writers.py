@@ -14,8 +14,8 @@ from PIL import Image
 from autoseg.core.atomic import atomic_path, write_json
 from autoseg.data.io import write_volume
 from autoseg.data.records import ImageMeta, matrix_to_tuple
-from autoseg.data.synthetic_anatomy import AnatomyPlan
-from autoseg.data.synthetic_fields import Grid
+from autoseg.synthetic.anatomy import AnatomyPlan
+from autoseg.synthetic.fields import Grid
 
 ATLAS_SPACE = "space-MNI152NLin2009aSym"
 ATLAS_MASK_SUFFIX = "label-L_desc-T1lesion_mask"
@@ -44,7 +44,7 @@ class SynthOptions:
 class SyntheticCase:
     """One rendered case: ``image`` and ``mask`` are ``(Z, Y, X)``; mask is uint8 {0, 1}.
 
-    ``tissue`` holds the uint8 tissue labels (see :mod:`autoseg.data.synthetic_anatomy`) in
+    ``tissue`` holds the uint8 tissue labels (see :mod:`autoseg.synthetic.anatomy`) in
     the same frame, for checks and figures; it is never written. ``extra`` holds further
     channels by file suffix (DWI's ``adc``).
     """

@@ -12,9 +12,9 @@ Kinds:
         ``.npy`` + JSON spacing sidecars (``layout="mixed"`` writes every third case as
         ``.nii.gz``).
 
-Every kind draws from the same harder lesion model (:mod:`autoseg.data.synthetic_lesions`:
+Every kind draws from the same harder lesion model (:mod:`autoseg.synthetic.lesions`:
 0.05-150 ml, several lesions per case, cortical and periventricular ones, graded cores and
-faint rims), varied anatomy, and site looks (:func:`~autoseg.data.synthetic_render.site_look`)
+faint rims), varied anatomy, and site looks (:func:`~autoseg.synthetic.render.site_look`)
 that change gain, bias, noise, contrast and blur every few subjects.
 
 A case depends only on ``(seed, kind, split, case index)``: ``cases=5`` writes exactly the
@@ -32,16 +32,16 @@ import numpy as np
 from tqdm import tqdm
 
 from autoseg.core.paths import ensure_writable_dir
-from autoseg.data.synthetic_anatomy import (
+from autoseg.synthetic.anatomy import (
     WM,
     Anatomy,
     AnatomyPlan,
     build_anatomy,
     draw_plan,
 )
-from autoseg.data.synthetic_fields import Grid, grid_covering
-from autoseg.data.synthetic_lesions import ACUTE_VOLUMES, CHRONIC_VOLUMES
-from autoseg.data.synthetic_render import (
+from autoseg.synthetic.fields import Grid, grid_covering
+from autoseg.synthetic.lesions import ACUTE_VOLUMES, CHRONIC_VOLUMES
+from autoseg.synthetic.render import (
     BACKGROUNDS,
     CT_HU,
     T1_MEANS,
@@ -55,7 +55,7 @@ from autoseg.data.synthetic_render import (
     site_look,
     window_uint8,
 )
-from autoseg.data.synthetic_writers import (
+from autoseg.synthetic.writers import (
     SyntheticCase,
     SynthOptions,
     atlas_image_path,
@@ -273,7 +273,7 @@ def synthesize(
         png_bits: ct-png only: 8 (brain window) or 16 (pseudo-HU, HU + 1024).
         background: atlas only: the air around the head, ``rician`` (magnitude noise),
             ``zero`` or ``gaussian`` (zero-mean noise; see
-            :func:`~autoseg.data.synthetic_render.set_background`).
+            :func:`~autoseg.synthetic.render.set_background`).
 
     Raises:
         ValueError: unknown kind, size or layout (listing the known ones), bad counts.

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from autoseg.data.synthetic_anatomy import (
+from autoseg.synthetic.anatomy import (
     BONE,
     CSF,
     DEEP_GM,
@@ -23,7 +23,7 @@ from autoseg.data.synthetic_anatomy import (
     WM,
     Anatomy,
 )
-from autoseg.data.synthetic_fields import Grid, coarse_field, rician, sample_field
+from autoseg.synthetic.fields import Grid, coarse_field, rician, sample_field
 
 Center = tuple[float, float, float]
 

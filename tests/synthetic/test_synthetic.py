@@ -12,7 +12,8 @@ from PIL import Image
 from scipy import ndimage
 
 from autoseg.data.io import read_volume
-from autoseg.data.synthetic import (
+from autoseg.synthetic.anatomy import BONE, CSF, GM, LESION, SCALP, WM
+from autoseg.synthetic.generate import (
     KINDS,
     SynthOptions,
     atlas_case,
@@ -23,9 +24,8 @@ from autoseg.data.synthetic import (
     list_kinds,
     synthesize,
 )
-from autoseg.data.synthetic_anatomy import BONE, CSF, GM, LESION, SCALP, WM
-from autoseg.data.synthetic_lesions import CHRONIC_VOLUMES, MIDLINE_MARGIN_MM, PLACES
-from autoseg.data.synthetic_render import PSEUDO_HU_OFFSET, site_look
+from autoseg.synthetic.lesions import CHRONIC_VOLUMES, MIDLINE_MARGIN_MM, PLACES
+from autoseg.synthetic.render import PSEUDO_HU_OFFSET, site_look
 
 TINY = SynthOptions(size="tiny")
 STRIPPED = SynthOptions(size="tiny", skull_stripped=True)
@@ -271,7 +271,7 @@ def test_dwi_mixed_folder_has_nifti_every_third_case(tmp_path: Path) -> None:
 
 
 def test_atlas_background_options_change_only_the_air() -> None:
-    from autoseg.data.synthetic import SynthOptions, atlas_case
+    from autoseg.synthetic.generate import SynthOptions, atlas_case
 
     cases = {
         bg: atlas_case(3, 0, SynthOptions(size="tiny", background=bg))
@@ -287,7 +287,7 @@ def test_atlas_background_options_change_only_the_air() -> None:
 
 
 def test_unknown_background_is_refused(tmp_path: Path) -> None:
-    from autoseg.data.synthetic import synthesize
+    from autoseg.synthetic.generate import synthesize
 
     with pytest.raises(ValueError, match="unknown background 'fog'"):
         synthesize("atlas", tmp_path, 1, size="tiny", background="fog", progress=False)
