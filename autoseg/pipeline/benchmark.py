@@ -43,9 +43,9 @@ from autoseg.core.device import resolve_device
 from autoseg.core.errors import InvalidInputError
 from autoseg.core.run_layout import FoldLayout
 from autoseg.core.workspace import Workspace
+from autoseg.inference.model import load_network
 from autoseg.inference.predictor import predict_folder
 from autoseg.inference.settings import InferenceSettings
-from autoseg.pipeline.model import load_network
 from autoseg.pipeline.training import (
     FoldData,
     TrainOptions,

@@ -30,16 +30,9 @@ from autoseg.core.checkpoint import load_checkpoint
 from autoseg.core.errors import InvalidInputError
 from autoseg.core.paths import ensure_writable_file
 from autoseg.core.run_layout import ConfigLayout
+from autoseg.inference.choice import calibration_temperatures, resolve_choice
+from autoseg.inference.model import TrainedModel, calibrated, fold_id, fold_json
 from autoseg.networks.export import export_onnx
-from autoseg.pipeline.model import (
-    TrainedModel,
-    calibrated,
-    calibration_temperatures,
-    fold_id,
-    fold_json,
-    load_model_folder,
-    resolve_choice,
-)
 from autoseg.pipeline.model_zip import CONTRACT_NAME, contract_configurations, safe_extract
 
 CONTRACT_FORMAT = 1
@@ -135,7 +128,7 @@ def export_model_zip(
     names, folds, post, checkpoint = resolve_choice(results_dir, configurations, folds, checkpoint)
     temperatures = calibration_temperatures(results_dir)
     models = [
-        calibrated(load_model_folder(results_dir / n, folds, checkpoint, "cpu"),
+        calibrated(TrainedModel.from_folder(results_dir / n, folds, checkpoint, "cpu"),
                    temperatures.get(n, 1.0))
         for n in names
     ]  # fmt: skip
@@ -176,10 +169,13 @@ def load_model_zip(
             raise InvalidInputError(f"{path}: {error}") from error
         names = contract_configurations(contract, Path(tmp), path)
         per = contract.get("per_configuration") or {}
+        checkpoint = contract.get("checkpoint", "final")
         models = [
-            calibrated(load_model_folder(Path(tmp) / name, (per.get(name) or {}).get("folds"),
-                                         contract.get("checkpoint", "final"), device),
-                       float((per.get(name) or {}).get("temperature", 1.0)) if calibrate else 1.0)
+            calibrated(
+                TrainedModel.from_folder(Path(tmp) / name, (per.get(name) or {}).get("folds"),
+                                         checkpoint, device),
+                float((per.get(name) or {}).get("temperature", 1.0)) if calibrate else 1.0,
+            )
             for name in names
         ]  # fmt: skip
     return models, dict(contract.get("postprocessing") or {})
@@ -202,7 +198,9 @@ def export_onnx_from_results(
         The ONNX and JSON paths.
     """
     results_dir, output_onnx = Path(results_dir), ensure_writable_file(output_onnx, "ONNX file")
-    model = load_model_folder(results_dir / configuration, [fold_id(fold)], checkpoint, "cpu")
+    model = TrainedModel.from_folder(
+        results_dir / configuration, [fold_id(fold)], checkpoint, "cpu"
+    )
     contract = inference_contract([model], {}, checkpoint)
     contract.update(dataset=results_dir.name, onnx={"input": "image", "output": "logits"})
     block = contract["per_configuration"][configuration]

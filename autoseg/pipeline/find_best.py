@@ -33,7 +33,6 @@ from autoseg.core.paths import ensure_writable_dir
 from autoseg.core.run_layout import (
     ENSEMBLES_FOLDER,
     FIND_BEST_JSON,
-    INFERENCE_JSON,
     SUMMARY_JSON,
     VALIDATION_FOLDER,
     ConfigLayout,
@@ -44,10 +43,11 @@ from autoseg.core.run_layout import (
 from autoseg.core.workspace import Workspace
 from autoseg.data.layout import RawDataset
 from autoseg.evaluation.summary import CaseResult, summarise
+from autoseg.inference.choice import write_inference_choice
 from autoseg.inference.ensemble import ensemble_folders, probability_files
+from autoseg.inference.model import fold_json, read_dataset_json
 from autoseg.pipeline.calibration import Calibration, calibrate_configuration
 from autoseg.pipeline.cv_postprocessing import search_postprocessing
-from autoseg.pipeline.model import fold_json, read_dataset_json
 from autoseg.pipeline.validation import (
     evaluate_cases,
     foreground_labels,
@@ -255,14 +255,8 @@ def find_best(
         "notes": notes,
     }
     write_json(results / FIND_BEST_JSON, payload)
-    write_json(results / INFERENCE_JSON, {
-        "configurations": list(best.configurations),
-        "folds": [fold_json(f) for f in best.folds],
-        "postprocessing": post,
-        "checkpoint": checkpoint,
-        "convention": convention,
-        "calibration": calibration,
-    })  # fmt: skip
+    write_inference_choice(results, best.configurations, best.folds, post, checkpoint,
+                           convention, calibration)  # fmt: skip
     return payload
 
 

@@ -27,7 +27,7 @@ from autoseg.evaluation.lesion_files import (
 )
 from autoseg.evaluation.lesions import get_convention
 from autoseg.inference.bids import DerivativeCase, Provenance, write_derivatives
-from autoseg.pipeline.model import TrainedModel, fold_json
+from autoseg.inference.model import TrainedModel, fold_json
 
 
 @dataclass(frozen=True)

@@ -26,8 +26,10 @@ from autoseg.core.workspace import Workspace
 from autoseg.data.convert.isles22 import CHANNELS as ISLES_CHANNELS
 from autoseg.data.io import file_ending
 from autoseg.data.sources import CaseSource, find_case_sources
+from autoseg.inference.choice import calibration_temperatures, read_inference_choice, resolve_choice
 from autoseg.inference.ensemble import ensemble_folders
 from autoseg.inference.inputs import InputCase, discover_cases, verify_inputs
+from autoseg.inference.model import TrainedModel, calibrated
 from autoseg.inference.outputs import case_outputs, select_pending
 from autoseg.inference.predictor import predict_folder, select_part
 from autoseg.inference.uncertainty import MemberGroup, predict_folder_with_uncertainty
@@ -38,14 +40,6 @@ from autoseg.pipeline.lesion_outputs import (
     measured_cases,
     model_provenance,
     write_lesion_outputs,
-)
-from autoseg.pipeline.model import (
-    TrainedModel,
-    calibrated,
-    calibration_temperatures,
-    load_model_folder,
-    read_inference_choice,
-    resolve_choice,
 )
 
 SOURCES = ("png-slices", "npy", "isles22")
@@ -75,7 +69,7 @@ def load_models(
         raise InvalidInputError("give a dataset (-d NAME) or a model zip (-m model.zip)")
     results = RunLayout.of_results(workspace, dataset).results
     names, folds, post, checkpoint = resolve_choice(results, configurations, folds, checkpoint)
-    models = [load_model_folder(results / name, folds, checkpoint, device) for name in names]
+    models = [TrainedModel.from_folder(results / name, folds, checkpoint, device) for name in names]
     temperatures = calibration_temperatures(results) if calibrate else {}
     return [calibrated(m, temperatures.get(m.configuration, 1.0)) for m in models], post
 

@@ -23,8 +23,8 @@ from autoseg.core.workspace import Workspace
 from autoseg.data.layout import RawDataset
 from autoseg.evaluation import evaluate_folders
 from autoseg.inference.inputs import InputCase
+from autoseg.inference.model import TrainedModel, fold_id
 from autoseg.inference.predictor import predict_folder
-from autoseg.pipeline.model import fold_id, load_model_folder
 from autoseg.training.splits import read_splits
 
 
@@ -138,7 +138,7 @@ def validate_fold(
     splits = read_splits(layout.splits)
     case_ids = validation_ids(splits, fold, layout.preprocessed)
     raw = open_raw(workspace, layout.dataset)
-    model = load_model_folder(layout.configuration(configuration).folder, [fold], checkpoint,
+    model = TrainedModel.from_folder(layout.configuration(configuration).folder, [fold], checkpoint,
                               device)  # fmt: skip
     out = layout.fold(configuration, fold).validation
     settings = model.settings.with_(save_probabilities=save_probabilities, progress=progress)

@@ -1,5 +1,9 @@
 """A trained configuration, loaded for inference: its folds' networks and what they need.
 
+:meth:`TrainedModel.from_folder` is the one way a model is read for prediction (autoseg_predict,
+the end-of-fold validation, export, the benchmark); which configurations to load is
+find_best's choice (:mod:`autoseg.inference.choice`).
+
 ``results/<NAME>/<CONFIG>/`` is self-contained (DESIGN §3): ``plans.json`` and
 ``dataset.json`` beside ``fold_<k>/checkpoint_{final,best,latest}.pt``. Loading checks every
 checkpoint against the folder's plans (``plans_id``), so a network never runs with a
@@ -11,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,10 +27,8 @@ from autoseg.core.device import resolve_device
 from autoseg.core.errors import InvalidInputError
 from autoseg.core.run_layout import (
     CHECKPOINTS,
-    INFERENCE_JSON,
     ConfigLayout,
     checkpoint_name,
-    configurations_in,
 )
 from autoseg.data.layout import parse_dataset_json
 from autoseg.inference.settings import InferenceSettings
@@ -77,6 +78,48 @@ class TrainedModel:
     @property
     def num_channels(self) -> int:
         return self.spec.num_channels
+
+    @classmethod
+    def from_folder(
+        cls,
+        config_dir: str | os.PathLike,
+        folds: list[int | str] | None = None,
+        checkpoint: str = "final",
+        device: str = "cpu",
+    ) -> TrainedModel:
+        """Load a trained configuration folder ``results/<NAME>/<CONFIG>/``.
+
+        Args:
+            config_dir: the configuration folder (its name is the configuration's name).
+            folds: fold ids to load; None loads every fold holding the checkpoint.
+            checkpoint: ``final``, ``best`` or ``latest``.
+            device: ``auto``, ``cpu``, ``cuda``, ``cuda:1``, ``mps``.
+
+        Returns:
+            The model, networks in eval mode on the device.
+
+        Raises:
+            InvalidInputError: missing plans/dataset.json, nothing trained (listing what
+                exists), a missing fold, or a checkpoint trained with other plans.
+        """
+        config_dir = Path(config_dir)
+        layout = ConfigLayout(config_dir)
+        if checkpoint not in CHECKPOINTS:
+            raise InvalidInputError(f"checkpoint '{checkpoint}': choose one of {CHECKPOINTS}")
+        plans = load_plans(layout.plans)
+        entry = plans.configuration(config_dir.name)
+        labels, channels = read_dataset_json(config_dir)
+        chosen = _select_folds(config_dir, folds, checkpoint)
+        device = str(resolve_device(device))
+        paths = [layout.fold(f).checkpoint(checkpoint) for f in chosen]
+        networks = tuple(load_network(path, plans.plans_id, entry, device) for path in paths)
+        num_classes = int(entry["network"]["kwargs"].get("num_classes", len(labels)))
+        settings = InferenceSettings.from_configuration(entry, num_classes, device=device)
+        return cls(
+            config_dir.name, entry, plans.plans_id, labels, channels,
+            preprocessing_spec(entry), settings, networks, tuple(chosen), config_dir,
+            checkpoint, tuple(file_sha256(path) for path in paths),
+        )  # fmt: skip
 
 
 def fold_id(fold: int | str) -> str:
@@ -155,47 +198,6 @@ def load_network(path: Path, plans_id: str, entry: dict[str, Any], device: str) 
     return network.to(device).eval()
 
 
-def load_model_folder(
-    config_dir: str | os.PathLike,
-    folds: list[int | str] | None = None,
-    checkpoint: str = "final",
-    device: str = "cpu",
-) -> TrainedModel:
-    """Load a trained configuration folder ``results/<NAME>/<CONFIG>/``.
-
-    Args:
-        config_dir: the configuration folder (its name is the configuration's name).
-        folds: fold ids to load; None loads every fold holding the checkpoint.
-        checkpoint: ``final``, ``best`` or ``latest``.
-        device: ``auto``, ``cpu``, ``cuda``, ``cuda:1``, ``mps``.
-
-    Returns:
-        The model, networks in eval mode on the device.
-
-    Raises:
-        InvalidInputError: missing plans/dataset.json, nothing trained (listing what
-            exists), a missing fold, or a checkpoint trained with other plans.
-    """
-    config_dir = Path(config_dir)
-    layout = ConfigLayout(config_dir)
-    if checkpoint not in CHECKPOINTS:
-        raise InvalidInputError(f"checkpoint '{checkpoint}': choose one of {CHECKPOINTS}")
-    plans = load_plans(layout.plans)
-    entry = plans.configuration(config_dir.name)
-    labels, channels = read_dataset_json(config_dir)
-    chosen = _select_folds(config_dir, folds, checkpoint)
-    device = str(resolve_device(device))
-    paths = [layout.fold(f).checkpoint(checkpoint) for f in chosen]
-    networks = tuple(load_network(path, plans.plans_id, entry, device) for path in paths)
-    num_classes = int(entry["network"]["kwargs"].get("num_classes", len(labels)))
-    settings = InferenceSettings.from_configuration(entry, num_classes, device=device)
-    return TrainedModel(
-        config_dir.name, entry, plans.plans_id, labels, channels,
-        preprocessing_spec(entry), settings, networks, tuple(chosen), config_dir,
-        checkpoint, tuple(file_sha256(path) for path in paths),
-    )  # fmt: skip
-
-
 def file_sha256(path: Path) -> str:
     """Hex SHA-256 of a file, read in 1 MiB blocks."""
     digest = hashlib.sha256()
@@ -205,88 +207,6 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def trained_configurations(results_dir: Path, checkpoint: str = "final") -> list[str]:
-    """Configuration folders of ``results/<NAME>`` with at least one trained fold."""
-    return [
-        name
-        for name in configurations_in(results_dir)
-        if trained_folds(Path(results_dir) / name, checkpoint)
-    ]
-
-
-def read_inference_choice(results_dir: Path) -> dict[str, Any] | None:
-    """``results/<NAME>/inference.json`` (find_best's choice), or None when absent."""
-    path = Path(results_dir) / INFERENCE_JSON
-    if not path.is_file():
-        return None
-    try:
-        choice = read_json(path)
-    except ValueError as error:
-        raise InvalidInputError(str(error)) from error
-    if not isinstance(choice, dict) or not choice.get("configurations"):
-        raise InvalidInputError(f"{path}: needs a non-empty 'configurations' list")
-    return choice
-
-
-def calibration_temperatures(results_dir: Path) -> dict[str, float]:
-    """``{configuration: temperature}`` that find_best fitted (inference.json), or {}."""
-    choice = read_inference_choice(results_dir) or {}
-    fitted = choice.get("calibration") or {}
-    try:
-        return {name: float(entry["temperature"]) for name, entry in fitted.items()}
-    except (KeyError, TypeError, ValueError) as error:
-        raise InvalidInputError(
-            f"{Path(results_dir) / INFERENCE_JSON}: 'calibration' entries need a "
-            f"'temperature' ({error})"
-        ) from error
-
-
 def calibrated(model: TrainedModel, temperature: float) -> TrainedModel:
     """The model with its logits divided by ``temperature`` before each softmax."""
     return dataclasses.replace(model, settings=model.settings.with_(temperature=temperature))
-
-
-def recommended_configuration(results_dir: Path, checkpoint: str) -> str:
-    """The plans' recommended configuration if trained, else the only trained one."""
-    trained = trained_configurations(results_dir, checkpoint)
-    if not trained:
-        raise InvalidInputError(
-            f"{results_dir}: no configuration has a trained fold with {checkpoint_name(checkpoint)}"
-        )
-    recommended = load_plans(ConfigLayout(results_dir / trained[0]).plans).payload.get(
-        "recommended_configuration"
-    )
-    if recommended in trained:
-        return recommended
-    if len(trained) == 1:
-        return trained[0]
-    raise InvalidInputError(
-        f"{results_dir}: the recommended configuration '{recommended}' is not trained; "
-        f"pick one with -c ({', '.join(trained)}) or run autoseg_find_best"
-    )
-
-
-def resolve_choice(
-    results_dir: Path,
-    configurations: Sequence[str] | None,
-    folds: Sequence[int | str] | None,
-    checkpoint: str | None,
-) -> tuple[list[str], list[int | str] | None, dict[str, Any], str]:
-    """Configurations, folds, postprocessing and checkpoint to predict with.
-
-    inference.json's postprocessing applies only to the ensemble it was chosen for.
-    """
-    choice = read_inference_choice(results_dir) or {}
-    chosen = list(choice.get("configurations", []))
-    if configurations is None and chosen:
-        folds = folds if folds is not None else choice.get("folds")
-        configurations = chosen
-    elif configurations is None:
-        configurations = [recommended_configuration(results_dir, checkpoint or "final")]
-    same = sorted(configurations) == sorted(chosen) and (
-        folds is None
-        or [fold_id(f) for f in folds] == [fold_id(f) for f in choice.get("folds") or []]
-    )
-    post = dict(choice.get("postprocessing") or {}) if same else {}
-    checkpoint = checkpoint or (choice.get("checkpoint") if same else None) or "final"
-    return list(configurations), None if folds is None else list(folds), post, checkpoint

@@ -1,4 +1,4 @@
-"""load_model_folder: folds, plans checks, clear errors; choosing what to predict with."""
+"""TrainedModel.from_folder: folds, plans checks, clear errors; choosing what to predict with."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import torch
 
 from autoseg.core.atomic import write_json
 from autoseg.core.errors import InvalidInputError
-from autoseg.pipeline.model import load_model_folder, resolve_choice
+from autoseg.inference.choice import resolve_choice
+from autoseg.inference.model import TrainedModel
 from tests.pipeline.model_helpers import (
     FOREGROUND,
     affine_network,  # noqa: F401  (a fixture)
@@ -32,7 +33,7 @@ def results(tmp_path: Path) -> Path:
 
 
 def test_loads_every_trained_fold_with_plans_settings(results: Path) -> None:
-    model = load_model_folder(results / "3d_hybrid", device="cpu")
+    model = TrainedModel.from_folder(results / "3d_hybrid", device="cpu")
     assert model.folds == ("0", "1")
     assert len(model.networks) == 2 and not any(n.training for n in model.networks)
     assert model.settings.patch_size == (4, 8, 8)
@@ -40,7 +41,7 @@ def test_loads_every_trained_fold_with_plans_settings(results: Path) -> None:
     assert model.spec.spacing_mm == (3.0, 2.0, 2.0)
     assert model.labels == {"background": 0, "lesion": 1}
     reference = write_fold(results / "3d_hybrid", 0, hybrid_spec(), model.plans_id, "best")
-    loaded = load_model_folder(results / "3d_hybrid", [0], "best").networks[0]
+    loaded = TrainedModel.from_folder(results / "3d_hybrid", [0], "best").networks[0]
     for name, tensor in reference.state_dict().items():
         assert torch.equal(loaded.state_dict()[name], tensor)
 
@@ -48,7 +49,7 @@ def test_loads_every_trained_fold_with_plans_settings(results: Path) -> None:
 def test_refuses_a_checkpoint_of_other_plans(results: Path) -> None:
     write_fold(results / "fg", 1, FOREGROUND, "0123456789abcdef")
     with pytest.raises(InvalidInputError, match="plans_id 0123456789abcdef"):
-        load_model_folder(results / "fg")
+        TrainedModel.from_folder(results / "fg")
 
 
 def test_nothing_trained_lists_what_exists(results: Path) -> None:
@@ -58,9 +59,9 @@ def test_nothing_trained_lists_what_exists(results: Path) -> None:
             config / f"fold_{fold}" / "checkpoint_latest.pt"
         )
     with pytest.raises(InvalidInputError, match=r"fold_0: checkpoint_latest\.pt"):
-        load_model_folder(config)
+        TrainedModel.from_folder(config)
     with pytest.raises(InvalidInputError, match=r"checkpoint_final\.pt: not found"):
-        load_model_folder(results / "3d_hybrid", folds=[3])
+        TrainedModel.from_folder(results / "3d_hybrid", folds=[3])
 
 
 def test_choice_follows_inference_json_then_the_recommendation(results: Path) -> None:
