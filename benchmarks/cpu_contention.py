@@ -42,7 +42,8 @@ from cpu_predict_cost import (
 from autoseg.core.cpu import flushed_denormals
 from autoseg.core.resources import available_cores
 from autoseg.inference.settings import InferenceSettings
-from autoseg.pipeline.training import TrainOptions, build_trainer, load_fold
+from autoseg.pipeline.fold_data import load_fold
+from autoseg.pipeline.fold_trainer import TrainOptions, build_trainer
 from autoseg.planning.preprocessing_entry import preprocessing_spec
 
 COMPETITOR = """

@@ -42,18 +42,19 @@ import numpy as np
 import torch
 
 import autoseg.core.cpu as base
-import autoseg.inference.predict as predict_module
-import autoseg.pipeline.training as training_module
+import autoseg.inference.case_prediction as predict_module
+import autoseg.pipeline.fold_trainer as training_module
 import autoseg.preprocessing.crop as crop
 from autoseg.core.workspace import Workspace
 from autoseg.data.convert import convert
 from autoseg.data.io import write_label
 from autoseg.data.layout import RawDataset
+from autoseg.inference.case_prediction import predict_case
 from autoseg.inference.postprocess import postprocess
-from autoseg.inference.predict import predict_case
 from autoseg.inference.settings import InferenceSettings
 from autoseg.inference.tiles import tile_positions
-from autoseg.pipeline.training import TrainOptions, build_trainer, load_fold
+from autoseg.pipeline.fold_data import load_fold
+from autoseg.pipeline.fold_trainer import TrainOptions, build_trainer
 from autoseg.planning.planner import plan_dataset
 from autoseg.planning.preprocessing_entry import preprocessing_spec
 from autoseg.preprocessing.case import preprocess_case, revert_prediction

@@ -35,7 +35,7 @@ import torch
 from autoseg.core.workspace import Workspace
 from autoseg.data.convert import convert
 from autoseg.data.layout import RawDataset
-from autoseg.inference.predictor import predict_folder
+from autoseg.inference.folder_prediction import predict_folder
 from autoseg.inference.settings import InferenceSettings
 from autoseg.networks import build_network
 from autoseg.planning.planner import plan_dataset

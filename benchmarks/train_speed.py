@@ -26,7 +26,8 @@ from pathlib import Path
 import torch
 
 from autoseg.core.workspace import Workspace
-from autoseg.pipeline.training import TrainOptions, build_trainer, load_fold
+from autoseg.pipeline.fold_data import load_fold
+from autoseg.pipeline.fold_trainer import TrainOptions, build_trainer
 
 NNUNET_SNIPPET = """
 import json, statistics, sys, time, torch

@@ -6,12 +6,12 @@ network, windows and mirrors are averaged as logits; across networks and saved f
 probabilities.
 """
 
+from autoseg.inference.case_prediction import predict_case, predict_logits
 from autoseg.inference.ensemble import average_probability_files, ensemble_folders, pair_cases
+from autoseg.inference.folder_prediction import CasePredictionError, predict_folder, select_part
 from autoseg.inference.inputs import discover_cases, verify_inputs
 from autoseg.inference.outputs import CaseOutputs, case_outputs, read_probabilities
 from autoseg.inference.postprocess import postprocess, remove_small_components, threshold_labels
-from autoseg.inference.predict import predict_case, predict_logits
-from autoseg.inference.predictor import CasePredictionError, predict_folder, select_part
 from autoseg.inference.settings import InferenceSettings
 from autoseg.inference.slices import slice_stack
 from autoseg.inference.sliding_window import sliding_window_inference

@@ -8,7 +8,7 @@ sliding-window predictions of flipped images.
 
 Averaging is in logit space, like the sliding window itself: a network's own predictions
 are combined as logits, different models (folds, configurations) as probabilities (see
-:mod:`autoseg.inference.predict`).
+:mod:`autoseg.inference.case_prediction`).
 """
 
 from __future__ import annotations

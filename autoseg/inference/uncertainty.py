@@ -2,7 +2,7 @@
 
 The ensemble's members are the networks of every fold (of every configuration). Each
 member's probabilities are predicted separately (its TTA mirrors averaged as logits, as
-in :func:`autoseg.inference.predict.predict_case`) and reverted to the input grid; then:
+in :func:`autoseg.inference.case_prediction.predict_case`) and reverted to the input grid; then:
 
 - the ensemble mean is the mean over configurations of each configuration's mean over its
   folds (the same weights as :func:`autoseg.inference.ensemble.ensemble_folders` gives
@@ -33,19 +33,19 @@ from typing import Any
 import cc3d
 import numpy as np
 from scipy import ndimage
-from tqdm.auto import tqdm
 
 from autoseg.core.atomic import write_json
 from autoseg.data.io import write_label, write_volume
 from autoseg.data.prediction_files import DISAGREEMENT_SUFFIX, LESIONS_SUFFIX, UNCERTAINTY_SUFFIX
 from autoseg.data.records import ImageMeta
-from autoseg.inference.inputs import InputCase, verify_inputs
-from autoseg.inference.outputs import CaseOutputs, case_outputs, select_pending, write_case
+from autoseg.inference.case_prediction import predict_case
+from autoseg.inference.folder_prediction import run_folder
+from autoseg.inference.inputs import InputCase
+from autoseg.inference.outputs import CaseOutputs, write_case
 from autoseg.inference.postprocess import check_postprocessing, postprocess
-from autoseg.inference.predict import predict_case
-from autoseg.inference.predictor import select_part
 from autoseg.inference.settings import InferenceSettings
 from autoseg.preprocessing.case import preprocess_case, revert_probabilities
+from autoseg.preprocessing.properties import PreprocessedCase
 from autoseg.preprocessing.spec import PreprocessingSpec
 
 LESION_CONNECTIVITY = 26
@@ -144,29 +144,6 @@ def lesion_report(
     return [{"id": n + 1, **lesion} for n, lesion in enumerate(lesions)]
 
 
-def member_probabilities(
-    files: Sequence[Path], case_id: str, groups: Sequence[MemberGroup]
-) -> tuple[list[list[np.ndarray]], ImageMeta]:
-    """Every network's probabilities ``(K, Z, Y, X)`` in the input grid, grouped.
-
-    Each group preprocesses the case once with its own spec (configurations may differ in
-    spacing), then runs its networks one at a time so their outputs stay separate.
-    """
-    grouped, meta = [], None
-    for group in groups:
-        loaded = preprocess_case(list(files), None, group.spec, case_id)
-        meta = loaded.properties.meta
-        grouped.append(
-            [
-                revert_probabilities(predict_case([net], loaded.data, group.settings),
-                                     loaded.properties)
-                for net in group.networks
-            ]
-        )  # fmt: skip
-    assert meta is not None
-    return grouped, meta
-
-
 def uncertainty_paths(outputs: CaseOutputs, ending: str = ".nii.gz") -> dict[str, Path]:
     """The extra files ``--save-uncertainty`` writes beside a case's labels."""
     folder, case_id = outputs.labels.parent, outputs.case_id
@@ -212,6 +189,54 @@ def write_case_with_uncertainty(
     return payload
 
 
+@dataclass(frozen=True)
+class UncertaintyWriter:
+    """The folder loop's writer for ``--save-uncertainty``: each network predicted apart.
+
+    Each group preprocesses the case with its own spec (configurations may differ in
+    spacing) and runs its networks one at a time so their outputs stay separate; the
+    writer thread reverts every member to the input grid and writes the maps, the lesion
+    JSON and the case's usual outputs (:func:`write_case_with_uncertainty`).
+    """
+
+    groups: Sequence[MemberGroup]
+    postprocessing: dict[str, Any]
+    probability_dtype: str = "float16"
+    ending: str = ".nii.gz"
+
+    @property
+    def num_channels(self) -> int:
+        return self.groups[0].spec.num_channels
+
+    def start(self) -> None:
+        """Nothing to prepare: the networks arrive on their device."""
+
+    def load(self, case: InputCase) -> list[PreprocessedCase]:
+        case_id, files = case
+        return [preprocess_case(list(files), None, g.spec, case_id) for g in self.groups]
+
+    def predict(self, loaded: Sequence[PreprocessedCase]) -> list[list[np.ndarray]]:
+        """Every network's probabilities ``(K, Z, Y, X)`` in its group's grid, grouped."""
+        return [
+            [predict_case([net], case.data, group.settings) for net in group.networks]
+            for group, case in zip(self.groups, loaded, strict=True)
+        ]
+
+    def write(
+        self,
+        outputs: CaseOutputs,
+        loaded: Sequence[PreprocessedCase],
+        predicted: Sequence[Sequence[np.ndarray]],
+    ) -> None:
+        grouped = [
+            [revert_probabilities(member, case.properties) for member in members]
+            for case, members in zip(loaded, predicted, strict=True)
+        ]
+        meta = loaded[-1].properties.meta
+        write_case_with_uncertainty(outputs, grouped, meta, self.postprocessing,
+                                    self.probability_dtype, self.ending)  # fmt: skip
+
+
 def predict_folder_with_uncertainty(
     input_cases: Sequence[InputCase],
     output_dir: str | os.PathLike,
@@ -227,9 +252,10 @@ def predict_folder_with_uncertainty(
     read_data_first: bool = True,
     progress: bool = False,
 ) -> list[str]:
-    """Predict cases like :func:`autoseg.inference.predictor.predict_folder`, plus the
-    uncertainty outputs of the module docstring (one case at a time, no I/O overlap: each
-    network's output must be kept apart, which the fused predictor avoids).
+    """Predict cases like :func:`~autoseg.inference.folder_prediction.predict_folder`, plus
+    the uncertainty outputs of the module docstring: the same folder loop
+    (:func:`~autoseg.inference.folder_prediction.run_folder`) with an
+    :class:`UncertaintyWriter`.
 
     Args:
         input_cases: ``[(case_id, [channel files])]``.
@@ -251,16 +277,8 @@ def predict_folder_with_uncertainty(
     """
     postprocessing = dict(postprocessing or {})
     check_postprocessing(postprocessing)
-    cases = {c[0]: c for c in select_part(input_cases, num_parts, part_id)}
-    outputs = [case_outputs(Path(output_dir), c, output_ending, save_probabilities) for c in cases]
-    pending = select_pending(outputs, overwrite, resume)
-    if not pending:
-        return []
-    verify_inputs([cases[o.case_id] for o in pending], groups[0].spec.num_channels, read_data_first)
-    for case_outputs_ in tqdm(pending, unit="case", disable=not progress):
-        case_id, files = cases[case_outputs_.case_id]
-        grouped, meta = member_probabilities(files, case_id, groups)
-        write_case_with_uncertainty(
-            case_outputs_, grouped, meta, postprocessing, probability_dtype, output_ending
-        )
-    return [o.case_id for o in pending]
+    writer = UncertaintyWriter(groups, postprocessing, probability_dtype, output_ending)
+    return run_folder(
+        input_cases, output_dir, writer, save_probabilities, overwrite, resume, num_parts,
+        part_id, output_ending, read_data_first, progress,
+    )  # fmt: skip

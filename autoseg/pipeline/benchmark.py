@@ -43,20 +43,18 @@ from autoseg.core.device import resolve_device
 from autoseg.core.errors import InvalidInputError
 from autoseg.core.run_layout import FoldLayout
 from autoseg.core.workspace import Workspace
+from autoseg.inference.folder_prediction import predict_folder
 from autoseg.inference.model import load_network
-from autoseg.inference.predictor import predict_folder
 from autoseg.inference.settings import InferenceSettings
-from autoseg.pipeline.training import (
-    FoldData,
+from autoseg.pipeline.fold_data import FoldData, load_fold, result_folder
+from autoseg.pipeline.fold_trainer import (
     TrainOptions,
     augments_on_device,
     build_model,
     build_optimisation,
     device_transform,
     is_3d,
-    load_fold,
     make_batches,
-    result_folder,
     train_settings,
 )
 from autoseg.pipeline.validation import input_cases, open_raw

@@ -21,9 +21,10 @@ from autoseg.core.run_layout import DATASET_JSON, RunLayout
 from autoseg.core.workspace import Workspace
 from autoseg.data.convert import convert
 from autoseg.evaluation import evaluate_folders
+from autoseg.pipeline.fit_fold import train_fold
+from autoseg.pipeline.fold_trainer import TrainOptions
 from autoseg.pipeline.plan import PlanOptions, run_plan
-from autoseg.pipeline.predict import predict
-from autoseg.pipeline.training import TrainOptions, train_fold
+from autoseg.pipeline.predict_step import PredictOptions, predict
 from autoseg.reporting.report import write_report
 from autoseg.synthetic.generate import synthesize
 
@@ -160,9 +161,11 @@ def evaluate_holdout(options: DemoOptions, workspace: Workspace, summary: DemoSu
     holdout = workspace.raw / f"{DATASET}_holdout"
     layout = RunLayout(workspace, DATASET)
     summary.predictions = layout.test_predictions
-    predict(workspace, DATASET, holdout / "imagesTr", summary.predictions,
-            configurations=[summary.configuration], folds=["all"], device=options.device,
-            resume=True, progress=options.progress)  # fmt: skip
+    predict_options = PredictOptions(
+        configurations=[summary.configuration], folds=["all"], device=options.device,
+        resume=True, progress=options.progress,
+    )  # fmt: skip
+    predict(workspace, DATASET, holdout / "imagesTr", summary.predictions, predict_options)
     summary.metrics_path = layout.test_metrics
     evaluate_folders(holdout / "labelsTr", summary.predictions, summary.metrics_path,
                      overwrite=True, progress=options.progress)  # fmt: skip

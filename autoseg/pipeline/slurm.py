@@ -16,6 +16,7 @@ from pathlib import Path
 from autoseg.core.atomic import atomic_path
 from autoseg.core.errors import InvalidInputError
 from autoseg.core.paths import ensure_writable_file
+from autoseg.core.run_layout import FOLD_PREFIX, checkpoint_name
 from autoseg.training.trainer import EXIT_INTERRUPTED
 
 TEMPLATE = """#!/bin/bash
@@ -32,10 +33,10 @@ TEMPLATE = """#!/bin/bash
 # One fold per array task; SIGUSR1 before the time limit checkpoints and requeues.
 FOLDS=({folds})
 FOLD=${{FOLDS[$SLURM_ARRAY_TASK_ID]}}
-FOLD_DIR={results}/{dataset}/{configuration}/fold_${{FOLD}}
+FOLD_DIR={results}/{dataset}/{configuration}/{fold_prefix}${{FOLD}}
 
 RESUME=""
-if [ -f "$FOLD_DIR/checkpoint_latest.pt" ]; then
+if [ -f "$FOLD_DIR/{latest}" ]; then
     RESUME="--continue"
 fi
 
@@ -108,6 +109,7 @@ def write_slurm_script(
         configuration=shlex.quote(configuration), command=command,
         dataset_q=shlex.quote(dataset), configuration_q=shlex.quote(configuration),
         extra="".join(" " + shlex.quote(a) for a in extra), interrupted=EXIT_INTERRUPTED,
+        fold_prefix=FOLD_PREFIX, latest=checkpoint_name("latest"),
     )  # fmt: skip
     with atomic_path(output_path) as temp:
         temp.write_text(text)

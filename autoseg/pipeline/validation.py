@@ -1,6 +1,6 @@
 """End-of-fold validation: predict a fold's held-out cases and score them (DESIGN §7).
 
-``autoseg_train`` calls :func:`validate_fold` after :func:`autoseg.pipeline.training.train_fold`
+``autoseg_train`` calls :func:`validate_fold` after :func:`autoseg.pipeline.fit_fold.train_fold`
 returns (``--val-only`` calls it alone). The raw images of the fold's ``val`` cases
 (``splits.json``) go through the same predictor as any user input, with probabilities
 saved so that :mod:`autoseg.pipeline.find_best` can ensemble configurations later, and
@@ -22,9 +22,9 @@ from autoseg.core.run_layout import SUMMARY_JSON, RunLayout, resolve_dataset_dir
 from autoseg.core.workspace import Workspace
 from autoseg.data.layout import RawDataset
 from autoseg.evaluation import evaluate_folders
+from autoseg.inference.folder_prediction import predict_folder
 from autoseg.inference.inputs import InputCase
 from autoseg.inference.model import TrainedModel, fold_id
-from autoseg.inference.predictor import predict_folder
 from autoseg.training.splits import read_splits
 
 

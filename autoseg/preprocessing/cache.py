@@ -121,11 +121,13 @@ def load_case(folder: Path, case_id: str, mmap: bool = True) -> PreprocessedCase
 
 
 def cached_case_ids(folder: Path, spec_hash: str | None = None) -> list[str]:
-    """Finished case ids of a cache folder (with ``spec_hash``, only cases made by it)."""
+    """Case ids of a cache folder: every case whose npz was written (an interrupted write
+    leaves only a hidden temporary file), or with ``spec_hash`` only the finished cases
+    made by that spec (:func:`is_finished`). The one rule of which cached cases count."""
     folder = Path(folder)
     if not folder.is_dir():
         return []
     ids = sorted(p.name[: -len(".npz")] for p in folder.glob("*.npz") if not p.name.startswith("."))
     if spec_hash is None:
-        return [i for i in ids if case_paths(folder, i)[1].is_file()]
+        return ids
     return [i for i in ids if is_finished(folder, i, spec_hash)]

@@ -1,7 +1,7 @@
 """The training loop: epochs of steps, with callbacks around each (detectron2-style).
 
 The Trainer only runs the loop and one optimisation step; the network, loss, optimiser,
-LR schedule and batches are built elsewhere (``autoseg.pipeline.training``) and passed
+LR schedule and batches are built elsewhere (``autoseg.pipeline.fold_trainer``) and passed
 in, and checkpointing, logging, plotting, early stopping, time budgets, signals and
 trackers are :mod:`~autoseg.training.callbacks`. A run is resumable at any step: the state
 records the global iteration, and batch ``n`` of the loader depends only on ``(seed, n)``.

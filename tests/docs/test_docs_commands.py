@@ -4,7 +4,7 @@ Doc drift fails here. Two levels:
 
 1. ``test_every_doc_command_parses`` (fast, default run): each ``autoseg_*`` line of every
    ```bash block parses with its command's argparse parser from :mod:`autoseg.cli`;
-   ``torchrun ... -m autoseg.training ARGS`` parses ARGS with ``train_parser``; ``make
+   ``torchrun ... -m autoseg train ARGS`` parses ARGS with ``train_parser``; ``make
    TARGET`` names a Makefile target. Any other program in a bash block fails the test.
 2. ``test_page_runs`` (slow, ``pytest -m slow tests/docs``): each page's blocks run in order
    as one sequence, in-process (``autoseg.cli.<command>_main``), in one temporary workspace
@@ -70,10 +70,13 @@ def all_commands() -> list[DocCommand]:
 
 
 def training_args(words: tuple[str, ...]) -> list[str]:
-    """The autoseg_train arguments of a ``torchrun ... -m autoseg.training ARGS`` line."""
-    if "-m" not in words or words[words.index("-m") + 1] != "autoseg.training":
-        raise AssertionError(f"torchrun line without '-m autoseg.training': {' '.join(words)}")
-    return list(words[words.index("-m") + 2 :])
+    """The autoseg_train arguments of a ``torchrun ... -m autoseg train ARGS`` line."""
+    if "-m" not in words or words[words.index("-m") + 1 : words.index("-m") + 3] != (
+        "autoseg",
+        "train",
+    ):
+        raise AssertionError(f"torchrun line without '-m autoseg train': {' '.join(words)}")
+    return list(words[words.index("-m") + 3 :])
 
 
 def parse_check(command: DocCommand) -> None:

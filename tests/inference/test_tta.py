@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from autoseg.inference.predict import predict_case
+from autoseg.inference.case_prediction import predict_case
 from autoseg.inference.settings import InferenceSettings
 from autoseg.inference.sliding_window import sliding_window_inference
 from autoseg.inference.tta import mirror_combinations, mirrored

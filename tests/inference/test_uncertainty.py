@@ -16,7 +16,7 @@ from autoseg.inference.uncertainty import (
     lesion_report,
     predictive_entropy,
 )
-from autoseg.pipeline.predict import predict
+from autoseg.pipeline.predict_step import PredictOptions, predict
 from tests.pipeline.model_helpers import (
     BACKGROUND,
     DATASET,
@@ -83,7 +83,7 @@ def test_predict_writes_uncertainty_in_the_input_geometry(tmp_path: Path, second
     write_results(workspace, make_plans({"fg": FOREGROUND}), {"fg": [FOREGROUND, other]})
     images = workspace.raw / DATASET / "imagesTr"
     out = tmp_path / "out"
-    predict(workspace, DATASET, images, out, device="cpu", save_uncertainty=True)
+    predict(workspace, DATASET, images, out, PredictOptions(device="cpu", save_uncertainty=True))
     input_meta = read_meta(images / "case000_0000.nii.gz")
     entropy, meta = read_volume(out / "case000_uncertainty.nii.gz")
     disagreement, disagreement_meta = read_volume(out / "case000_disagreement.nii.gz")

@@ -16,7 +16,7 @@ from autoseg.data.bids import derivative_problems, parse_name
 from autoseg.data.sources import CaseSource
 from autoseg.inference.bids import BASE_PROVENANCE, MODEL_PROVENANCE, derivative_name
 from autoseg.pipeline.lesion_outputs import LesionOutputs
-from autoseg.pipeline.predict import predict
+from autoseg.pipeline.predict_step import PredictOptions, predict
 from tests.pipeline.isles_helpers import CONFIG, DATASET, isles_workspace
 from tests.pipeline.model_helpers import affine_network, single_thread  # noqa: F401
 
@@ -40,7 +40,8 @@ def test_converted_test_cases_map_back_to_subject_and_session(isles, tmp_path: P
     bids = tmp_path / "derivatives" / "autoseg"
     options = LesionOutputs(bids_out=bids, command_line="autoseg_predict -i ... --bids-out")
     predict(workspace, DATASET, workspace.raw / DATASET / "imagesTs", tmp_path / "pred",
-            device="cpu", save_probabilities=True, lesion_outputs=options)  # fmt: skip
+            PredictOptions(device="cpu", save_probabilities=True,
+                           lesion_outputs=options))  # fmt: skip
     assert derivative_problems(bids, MODEL_PROVENANCE) == []
     mask = bids / ANAT / f"{STEM}_mask.nii.gz"
     assert mask.read_bytes() == (tmp_path / "pred/strokecase0001.nii.gz").read_bytes()
@@ -74,8 +75,9 @@ def test_converted_test_cases_map_back_to_subject_and_session(isles, tmp_path: P
 def test_predicting_straight_from_the_bids_tree(isles, tmp_path: Path) -> None:
     workspace, source = isles
     bids = tmp_path / "bids"
-    predicted = predict(workspace, DATASET, source, tmp_path / "pred", device="cpu",
-                        source="isles22", lesion_outputs=LesionOutputs(bids_out=bids))  # fmt: skip
+    predicted = predict(workspace, DATASET, source, tmp_path / "pred",
+                        PredictOptions(device="cpu", source="isles22",
+                                       lesion_outputs=LesionOutputs(bids_out=bids)))  # fmt: skip
     assert predicted == ["strokecase0001", "strokecase0009"]
     assert derivative_problems(bids, MODEL_PROVENANCE) == []
     names = sorted(p.name for p in bids.rglob("*_mask.nii.gz"))
@@ -90,10 +92,11 @@ def test_predicting_straight_from_the_bids_tree(isles, tmp_path: Path) -> None:
 def test_a_second_run_with_continue_rebuilds_the_tables(isles, tmp_path: Path) -> None:
     workspace, _ = isles
     images = workspace.raw / DATASET / "imagesTr"
-    predict(workspace, DATASET, images, tmp_path / "pred", device="cpu")
+    predict(workspace, DATASET, images, tmp_path / "pred", PredictOptions(device="cpu"))
     before = (tmp_path / "pred/lesions.tsv").read_text()
     (tmp_path / "pred/lesions.tsv").unlink()
-    assert predict(workspace, DATASET, images, tmp_path / "pred", device="cpu", resume=True) == []
+    resume = PredictOptions(device="cpu", resume=True)
+    assert predict(workspace, DATASET, images, tmp_path / "pred", resume) == []
     assert (tmp_path / "pred/lesions.tsv").read_text() == before
 
 
@@ -113,7 +116,7 @@ def test_the_validator_names_each_broken_rule(isles, tmp_path: Path) -> None:
     workspace, _ = isles
     bids = tmp_path / "bids"
     predict(workspace, DATASET, workspace.raw / DATASET / "imagesTs", tmp_path / "pred",
-            device="cpu", lesion_outputs=LesionOutputs(bids_out=bids))  # fmt: skip
+            PredictOptions(device="cpu", lesion_outputs=LesionOutputs(bids_out=bids)))  # fmt: skip
     mask = bids / ANAT / f"{STEM}_mask.nii.gz"
     mask.rename(bids / ANAT / "sub-strokecase0001_desc-lesion_ses-0001_mask.nii.gz")
     (bids / ANAT / "sub-strokecase0001_ses-0001_desc-lesion_probseg.nii.gz").write_bytes(b"")

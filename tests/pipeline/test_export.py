@@ -21,7 +21,7 @@ from autoseg.pipeline.export import (
     export_onnx_from_results,
     load_model_zip,
 )
-from autoseg.pipeline.predict import predict
+from autoseg.pipeline.predict_step import PredictOptions, predict
 from tests.pipeline.model_helpers import (
     DATASET,
     affine_network,  # noqa: F401  (a fixture)
@@ -63,8 +63,8 @@ def test_zip_round_trip_predicts_identically(workspace: Workspace, tmp_path: Pat
     assert [m.folds for m in models] == [("0", "1")] and post == {"min_component_voxels": 3}
     images = workspace.raw / DATASET / "imagesTr"
     kwargs = {"device": "cpu", "save_probabilities": True, "disable_tta": True}
-    predict(workspace, DATASET, images, tmp_path / "a", **kwargs)
-    predict(None, None, images, tmp_path / "b", model_zip=model_zip, **kwargs)
+    predict(workspace, DATASET, images, tmp_path / "a", PredictOptions(**kwargs))
+    predict(None, None, images, tmp_path / "b", PredictOptions(model_zip=model_zip, **kwargs))
     for case in ("case000", "case001"):
         a, meta_a = read_volume(tmp_path / "a" / f"{case}.nii.gz")
         b, meta_b = read_volume(tmp_path / "b" / f"{case}.nii.gz")

@@ -14,7 +14,7 @@ from autoseg.data.io import read_volume
 from autoseg.data.layout import RawDataset
 from autoseg.inference.outputs import case_outputs, write_case
 from autoseg.pipeline.find_best import find_best, format_table
-from autoseg.pipeline.predict import predict
+from autoseg.pipeline.predict_step import PredictOptions, predict
 from autoseg.pipeline.validation import evaluate_cases, validate_fold
 from tests.pipeline.model_helpers import (
     BACKGROUND,
@@ -57,7 +57,9 @@ def test_the_better_configuration_wins_and_predict_uses_it(workspace: Workspace,
     table = format_table(payload)
     assert table.splitlines()[2].startswith("*  fg") and "n cases" in table
     out = tmp_path / "predicted"
-    predict(workspace, DATASET, workspace.raw / DATASET / "imagesTr", out, device="cpu")
+    predict(
+        workspace, DATASET, workspace.raw / DATASET / "imagesTr", out, PredictOptions(device="cpu")
+    )
     labels, _ = read_volume(out / "case000.nii.gz")
     assert labels.min() == 1  # the all-lesion "fg" model, not the recommended "bg"
 
@@ -127,8 +129,8 @@ def test_an_overconfident_model_is_calibrated_and_predict_applies_it(
     assert "calibration: hand temperature" in format_table(payload)
     write_results(workspace, make_plans({"hand": FOREGROUND}))  # now with trained folds
     out = tmp_path / "predicted"
-    predict(workspace, DATASET, workspace.raw / DATASET / "imagesTr", out, device="cpu",
-            save_probabilities=True, disable_tta=True)  # fmt: skip
+    predict(workspace, DATASET, workspace.raw / DATASET / "imagesTr", out,
+            PredictOptions(device="cpu", save_probabilities=True, disable_tta=True))  # fmt: skip
     probabilities = np.load(out / "case000.npz")["probabilities"].astype(np.float64)
     expected = 1 / (1 + np.exp(-20.0 / fit["temperature"]))  # bias 20 of FOREGROUND
     assert probabilities[1].mean() == pytest.approx(expected, abs=1e-3)

@@ -11,7 +11,8 @@ import pytest
 from autoseg.core.checkpoint import load_checkpoint
 from autoseg.core.errors import InvalidInputError
 from autoseg.core.workspace import Workspace
-from autoseg.pipeline.training import TrainOptions, train_fold
+from autoseg.pipeline.fit_fold import train_fold
+from autoseg.pipeline.fold_trainer import TrainOptions
 from tests.networks.conftest import TINY
 from tests.training.cache_helpers import lesion_cache
 

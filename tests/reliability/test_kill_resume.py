@@ -90,8 +90,8 @@ def test_predict_resumes_after_sigkill(tmp_path: Path) -> None:
              "--step", "1", "--no-progress"]  # fmt: skip
     assert cli.predict_main(["-i", str(images), "-o", str(tmp_path / "reference"), *flags]) == 0
     output = tmp_path / "killed"
-    _kill_when(output / "case000.nii.gz", "autoseg.inference.predictor:_load", "predict_main",
-               ["-i", str(images), "-o", str(output), *flags])  # fmt: skip
+    _kill_when(output / "case000.nii.gz", "autoseg.inference.folder_prediction:_load",
+               "predict_main", ["-i", str(images), "-o", str(output), *flags])  # fmt: skip
     first = (output / "case000.nii.gz").stat().st_mtime_ns
     assert len(_files(output)) < 3
     assert cli.predict_main(["-i", str(images), "-o", str(output), *flags, "--continue"]) == 0

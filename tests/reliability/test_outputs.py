@@ -8,7 +8,7 @@ import pytest
 
 from autoseg import cli
 from autoseg.cli import EXIT_INVALID
-from autoseg.pipeline import predict as predict_module
+from autoseg.pipeline import predict_step as predict_module
 from tests.conftest import write_tiny_dataset
 from tests.reliability.helpers import CliMain, error_lines, read_only_dir, run_cli
 

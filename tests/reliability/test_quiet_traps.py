@@ -15,7 +15,7 @@ from autoseg.cli import EXIT_INVALID
 from autoseg.core.workspace import Workspace
 from autoseg.data.io import write_label, write_volume
 from autoseg.data.records import ImageMeta, matrix_to_tuple
-from autoseg.pipeline import training
+from autoseg.pipeline import fit_fold, fold_data
 from autoseg.planning import planner
 from autoseg.planning.plans import write_plans
 from tests.conftest import tiny_meta, write_tiny_dataset
@@ -84,7 +84,7 @@ def test_ctrl_c_in_training_prints_the_continue_command(
     def interrupted(*_: object, **__: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(training, "train_fold", interrupted)
+    monkeypatch.setattr(fit_fold, "train_fold", interrupted)
     argv = ["Tiny", "3d_hybrid", "0", "--home", str(tmp_path), "--overwrite", "--device", "cpu"]
     code, err = run_cli(cli.train_main, argv, capsys)
     assert code == 130
@@ -118,7 +118,7 @@ def test_numbered_fold_of_a_one_case_dataset_suggests_all(tmp_path: Path, capsys
 def test_fold_all_of_a_one_case_dataset_needs_no_splits(tmp_path: Path) -> None:
     folder = _one_case_cache(tmp_path)
     workspace = Workspace.under(tmp_path)
-    data = training.load_fold(workspace, "Tiny", "3d_hybrid", "all")
+    data = fold_data.load_fold(workspace, "Tiny", "3d_hybrid", "all")
     assert (data.train_ids, data.val_ids) == (["case000"], [])
     assert not (folder / "splits.json").exists()
 

@@ -11,7 +11,7 @@ from autoseg.core.errors import InvalidInputError
 from autoseg.core.workspace import Workspace
 from autoseg.data.io import read_meta, read_volume
 from autoseg.inference.outputs import read_probabilities
-from autoseg.pipeline.predict import predict
+from autoseg.pipeline.predict_step import PredictOptions, predict
 from tests.pipeline.model_helpers import (
     DATASET,
     affine_network,  # noqa: F401  (a fixture)
@@ -44,15 +44,17 @@ def images(workspace: Workspace) -> Path:
 
 def test_labels_are_written_in_the_inputs_exact_geometry(workspace: Workspace, tmp_path: Path):
     out = tmp_path / "out"
-    done = predict(workspace, DATASET, images(workspace), out, ["3d_hybrid"], device="cpu")
+    options = PredictOptions(["3d_hybrid"], device="cpu")
+    done = predict(workspace, DATASET, images(workspace), out, options)
     assert done == ["case000", "case001", "case002"]
     for case in done:
         labels, meta = read_volume(out / f"{case}.nii.gz")
         assert meta == read_meta(images(workspace) / f"{case}_0000.nii.gz")
         assert labels.dtype == np.uint8 and set(np.unique(labels)) <= {0, 1}
     with pytest.raises(InvalidInputError, match="exists"):
-        predict(workspace, DATASET, images(workspace), out, ["3d_hybrid"], device="cpu")
-    assert predict(workspace, DATASET, images(workspace), out, ["3d_hybrid"], resume=True) == []
+        predict(workspace, DATASET, images(workspace), out, options)
+    resume = PredictOptions(["3d_hybrid"], resume=True)
+    assert predict(workspace, DATASET, images(workspace), out, resume) == []
 
 
 def test_an_ensemble_averages_the_configurations_probabilities(
@@ -60,9 +62,17 @@ def test_an_ensemble_averages_the_configurations_probabilities(
 ) -> None:
     kwargs = {"device": "cpu", "save_probabilities": True, "disable_tta": True}
     for name in ("bright", "shifted"):
-        predict(workspace, DATASET, images(workspace), tmp_path / name, [name], **kwargs)
+        predict(
+            workspace, DATASET, images(workspace), tmp_path / name, PredictOptions([name], **kwargs)
+        )
     ensemble = tmp_path / "ensemble"
-    predict(workspace, DATASET, images(workspace), ensemble, ["bright", "shifted"], **kwargs)
+    predict(
+        workspace,
+        DATASET,
+        images(workspace),
+        ensemble,
+        PredictOptions(["bright", "shifted"], **kwargs),
+    )
     for case in ("case000", "case002"):
         parts = [read_probabilities(tmp_path / n / f"{case}.npz").astype(np.float32)
                  for n in ("bright", "shifted")]  # fmt: skip
@@ -83,8 +93,9 @@ def test_npy_inputs_are_converted_first(workspace: Workspace, tmp_path: Path) ->
     rng = np.random.default_rng(0)
     np.save(source / "p1.npy", rng.normal(100, 10, (6, 12, 10)).astype(np.float32))
     out = tmp_path / "out"
-    done = predict(workspace, DATASET, source.parent, out, ["bright"], device="cpu",
-                   source="npy", spacing=(3.0, 2.0, 2.0))  # fmt: skip
+    done = predict(workspace, DATASET, source.parent, out,
+                   PredictOptions(["bright"], device="cpu", source="npy",
+                                  spacing=(3.0, 2.0, 2.0)))  # fmt: skip
     assert done == ["p1"]
     labels, meta = read_volume(out / "p1.nii.gz")
     assert labels.shape == (6, 12, 10) and meta.spacing_mm == pytest.approx((3.0, 2.0, 2.0))

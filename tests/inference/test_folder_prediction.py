@@ -8,14 +8,14 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-import autoseg.inference.predictor as predictor_module
+import autoseg.inference.folder_prediction as predictor_module
 from autoseg.core.errors import InvalidInputError
 from autoseg.data.io import read_meta, read_volume
+from autoseg.inference.case_prediction import predict_case
 from autoseg.inference.ensemble import ensemble_folders
+from autoseg.inference.folder_prediction import CasePredictionError, predict_folder, select_part
 from autoseg.inference.inputs import discover_cases
 from autoseg.inference.outputs import CaseOutputs
-from autoseg.inference.predict import predict_case
-from autoseg.inference.predictor import CasePredictionError, predict_folder, select_part
 from autoseg.inference.settings import InferenceSettings
 from autoseg.preprocessing.case import preprocess_case, revert_prediction
 from autoseg.preprocessing.spec import PreprocessingSpec

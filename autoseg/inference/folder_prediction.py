@@ -1,9 +1,11 @@
-"""Predict a folder of cases: read, predict and write overlap (DESIGN §8).
+"""The one folder loop of inference: read, predict and write overlap (DESIGN §8).
 
 While case ``i`` runs through the networks on the main thread, a reader thread preprocesses
 case ``i + 1`` and a writer thread reverts case ``i - 1`` to its input geometry and writes it
 (nibabel/zlib, numpy and scipy release the GIL for most of that work, and torch does while it
 computes). At most one case waits on each side, so memory stays at about three cases.
+What is predicted and written per case is a :class:`CaseWriter`: :func:`predict_folder`
+plugs in the fused network average, ``--save-uncertainty`` its own writer.
 """
 
 from __future__ import annotations
@@ -11,7 +13,9 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -19,10 +23,10 @@ from tqdm.auto import tqdm
 
 from autoseg.core.errors import InvalidInputError
 from autoseg.data.io import write_label
+from autoseg.inference.case_prediction import predict_case
 from autoseg.inference.inputs import InputCase, verify_inputs
 from autoseg.inference.outputs import CaseOutputs, case_outputs, select_pending, write_case
 from autoseg.inference.postprocess import check_postprocessing, needs_probabilities, postprocess
-from autoseg.inference.predict import predict_case
 from autoseg.inference.settings import InferenceSettings
 from autoseg.preprocessing.case import preprocess_case, revert_prediction, revert_probabilities
 from autoseg.preprocessing.properties import PreprocessedCase
@@ -44,6 +48,30 @@ def select_part(cases: Sequence[InputCase], num_parts: int, part_id: int) -> lis
     return sorted(cases, key=lambda case: case[0])[part_id::num_parts]
 
 
+class CaseWriter(Protocol):
+    """How the folder loop reads, predicts and writes one case.
+
+    The loop (:func:`run_folder`) overlaps the three: ``load`` runs on a reader thread for
+    the next case, ``predict`` on the calling thread, ``write`` on a writer thread for the
+    previous case. :class:`NetworkWriter` is the usual one (labels, probabilities);
+    :class:`~autoseg.inference.uncertainty.UncertaintyWriter` adds the uncertainty maps.
+    """
+
+    num_channels: int
+
+    def start(self) -> None:
+        """Once, before the first case (e.g. move networks to the device)."""
+
+    def load(self, case: InputCase) -> Any:
+        """Read and preprocess a case (reader thread)."""
+
+    def predict(self, loaded: Any) -> Any:
+        """Run the networks on what :meth:`load` returned (calling thread)."""
+
+    def write(self, outputs: CaseOutputs, loaded: Any, predicted: Any) -> None:
+        """Revert to the input grid and write every output of the case (writer thread)."""
+
+
 def _load(case: InputCase, spec: PreprocessingSpec) -> PreprocessedCase:
     """Read and preprocess one case (reader thread); non-finite voxels name the files."""
     case_id, files = case
@@ -52,6 +80,40 @@ def _load(case: InputCase, spec: PreprocessingSpec) -> PreprocessedCase:
         names = ", ".join(str(f) for f in files)
         raise InvalidInputError(f"{names}: NaN or Inf voxels in case {case_id}")
     return loaded
+
+
+@dataclass
+class NetworkWriter:
+    """Every network's probabilities averaged (fused), written as labels and, when asked,
+    probabilities (see :mod:`autoseg.inference.outputs`)."""
+
+    networks: Sequence[Callable]
+    spec: PreprocessingSpec
+    settings: InferenceSettings
+
+    @property
+    def num_channels(self) -> int:
+        return self.spec.num_channels
+
+    def start(self) -> None:
+        self.networks = _prepare_networks(self.networks, self.settings.device)
+
+    def load(self, case: InputCase) -> PreprocessedCase:
+        return _load(case, self.spec)
+
+    def predict(self, loaded: PreprocessedCase) -> np.ndarray:
+        case_id = loaded.properties.case_id
+        try:
+            return predict_case(self.networks, loaded.data, self.settings)
+        except InvalidInputError:
+            raise
+        except Exception as error:
+            raise CasePredictionError(f"case {case_id}: prediction failed ({error})") from error
+
+    def write(
+        self, outputs: CaseOutputs, loaded: PreprocessedCase, probabilities: np.ndarray
+    ) -> None:
+        _write(outputs, probabilities, loaded, self.settings)
 
 
 def _write(
@@ -84,60 +146,90 @@ def _result(future: Future, case_id: str, what: str) -> object:
         raise CasePredictionError(f"case {case_id}: {what} failed ({error})") from error
 
 
-def _predict(
-    networks: Sequence[Callable], loaded: PreprocessedCase, settings: InferenceSettings
-) -> np.ndarray:
-    case_id = loaded.properties.case_id
-    try:
-        return predict_case(networks, loaded.data, settings)
-    except InvalidInputError:
-        raise
-    except Exception as error:
-        raise CasePredictionError(f"case {case_id}: prediction failed ({error})") from error
-
-
-def _pending(
+def pending_cases(
     cases: Sequence[InputCase],
     output_dir: Path,
-    settings: InferenceSettings,
     output_ending: str,
+    save_probabilities: bool,
     overwrite: bool,
     resume: bool,
 ) -> list[tuple[InputCase, CaseOutputs]]:
+    """The cases whose outputs are not finished (all of them with ``overwrite``), each
+    with its output paths; finished outputs without overwrite/resume are an error."""
     by_id = {case[0]: case for case in cases}
     outputs = [
-        case_outputs(output_dir, case_id, output_ending, settings.save_probabilities)
-        for case_id in by_id
+        case_outputs(output_dir, case_id, output_ending, save_probabilities) for case_id in by_id
     ]
     return [(by_id[o.case_id], o) for o in select_pending(outputs, overwrite, resume)]
 
 
 def _run_pipeline(
-    jobs: list[tuple[InputCase, CaseOutputs]],
-    networks: Sequence[Callable],
-    spec: PreprocessingSpec,
-    settings: InferenceSettings,
+    jobs: list[tuple[InputCase, CaseOutputs]], writer: CaseWriter, progress: bool
 ) -> None:
     """Predict on this thread while the next case is read and the last one written."""
-    bar = tqdm(total=len(jobs), unit="case", disable=not settings.progress)
+    bar = tqdm(total=len(jobs), unit="case", disable=not progress)
     with (
         ThreadPoolExecutor(1, thread_name_prefix="autoseg-read") as reader,
-        ThreadPoolExecutor(1, thread_name_prefix="autoseg-write") as writer,
+        ThreadPoolExecutor(1, thread_name_prefix="autoseg-write") as writing_pool,
     ):
-        upcoming = reader.submit(_load, jobs[0][0], spec)
+        upcoming = reader.submit(writer.load, jobs[0][0])
         writing: tuple[Future, str] | None = None
         for index, ((case_id, _), outputs) in enumerate(jobs):
             loaded = _result(upcoming, case_id, "reading")
             if index + 1 < len(jobs):
-                upcoming = reader.submit(_load, jobs[index + 1][0], spec)
+                upcoming = reader.submit(writer.load, jobs[index + 1][0])
             bar.set_postfix_str(case_id)
-            probabilities = _predict(networks, loaded, settings)
+            predicted = writer.predict(loaded)
             if writing is not None:
                 _result(*writing, "writing")
-            writing = (writer.submit(_write, outputs, probabilities, loaded, settings), case_id)
+            writing = (writing_pool.submit(writer.write, outputs, loaded, predicted), case_id)
             bar.update(1)
         _result(*writing, "writing")
     bar.close()
+
+
+def run_folder(
+    input_cases: Sequence[InputCase],
+    output_dir: str | os.PathLike,
+    writer: CaseWriter,
+    save_probabilities: bool = False,
+    overwrite: bool = False,
+    resume: bool = False,
+    num_parts: int = 1,
+    part_id: int = 0,
+    output_ending: str = ".nii.gz",
+    read_data_first: bool = True,
+    progress: bool = False,
+) -> list[str]:
+    """The one folder loop: pick this part's pending cases, check them, run ``writer``.
+
+    Args:
+        input_cases: ``[(case_id, [channel files])]``.
+        output_dir: where outputs go (created when missing).
+        writer: reads, predicts and writes a case (:class:`CaseWriter`).
+        save_probabilities: the case counts as finished only with its npz and sidecar.
+        overwrite: redo cases whose outputs exist.
+        resume: skip cases whose outputs exist (``--continue``); without either flag,
+            existing outputs are an error.
+        num_parts: split the cases into this many parts ...
+        part_id: ... and predict only this one (0-based).
+        output_ending: file ending of the label files (``.nii.gz``, ``.mha``, ``.nrrd``).
+        read_data_first: check every voxel of every input before starting (NaN/Inf,
+            truncated files); False checks headers only and catches bad voxels per case.
+        progress: show a progress bar.
+
+    Returns:
+        The ids of the cases predicted by this call.
+    """
+    cases = select_part(input_cases, num_parts, part_id)
+    jobs = pending_cases(cases, Path(output_dir), output_ending, save_probabilities,
+                         overwrite, resume)  # fmt: skip
+    if not jobs:
+        return []
+    verify_inputs([case for case, _ in jobs], writer.num_channels, read_data_first)
+    writer.start()
+    _run_pipeline(jobs, writer, progress)
+    return [case[0] for case, _ in jobs]
 
 
 def predict_folder(
@@ -184,13 +276,11 @@ def predict_folder(
         CasePredictionError: a case failed; finished cases stay, unfinished leave no file.
     """
     check_postprocessing(settings.postprocessing)
-    cases = select_part(input_cases, num_parts, part_id)
-    jobs = _pending(cases, Path(output_dir), settings, output_ending, overwrite, resume)
-    if not jobs:
-        return []
-    verify_inputs([case for case, _ in jobs], spec.num_channels, read_data_first)
-    _run_pipeline(jobs, _prepare_networks(networks, settings.device), spec, settings)
-    return [case[0] for case, _ in jobs]
+    return run_folder(
+        input_cases, output_dir, NetworkWriter(networks, spec, settings),
+        settings.save_probabilities, overwrite, resume, num_parts, part_id, output_ending,
+        read_data_first, settings.progress,
+    )  # fmt: skip
 
 
 def _prepare_networks(networks: Sequence[Callable], device: str) -> list[Callable]:

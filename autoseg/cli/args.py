@@ -1,4 +1,4 @@
-"""Argument types and the parser class of the command-line layer (:mod:`autoseg.cli`).
+"""Argument types, shared flags and the parser class of the command line (:mod:`autoseg.cli`).
 
 Bad usage is one line and exit status 2, never a traceback: an out-of-range number or a
 dataset name that is not one folder name is refused while the flags are parsed.
@@ -7,8 +7,10 @@ dataset name that is not one folder name is refused while the flags are parsed.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import NoReturn
 
+from autoseg.core.errors import InvalidInputError
 from autoseg.core.paths import dataset_name_problem
 
 EXIT_INVALID = 2
@@ -88,3 +90,31 @@ def levers_from(args: argparse.Namespace):  # -> SpeedLevers (torch imported laz
         pin_memory=args.pin_memory,
         compile=args.compile,
     )
+
+
+def add_lesion_flags(parser: argparse.ArgumentParser) -> None:
+    """``--bids-out``, ``--atlas``, ``--atlas-names``: shared by predict and evaluate."""
+    parser.add_argument(
+        "--bids-out",
+        type=Path,
+        metavar="DIR",
+        help="also write a BIDS derivative dataset (sub-X/ses-Y/anat/..._desc-lesion_mask, "
+        "sidecars, lesions.tsv, cases.tsv)",
+    )
+    parser.add_argument(
+        "--atlas", type=Path, metavar="LABELS", help="label atlas in the images' space"
+    )
+    parser.add_argument(
+        "--atlas-names", type=Path, metavar="TSV", help="its region names (columns index, name)"
+    )
+
+
+def lesion_outputs_from(args: argparse.Namespace, convention: str | None):
+    """The LesionOutputs of the lesion flags (the atlas read and checked now)."""
+    from autoseg.evaluation.lesion_files import load_atlas
+    from autoseg.pipeline.lesion_outputs import LesionOutputs
+
+    if (args.atlas is None) != (args.atlas_names is None):
+        raise InvalidInputError("--atlas and --atlas-names go together (labels and their names)")
+    atlas = None if args.atlas is None else load_atlas(args.atlas, args.atlas_names)
+    return LesionOutputs(args.bids_out, convention, atlas, args.command_line)

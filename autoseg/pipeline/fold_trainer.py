@@ -1,17 +1,15 @@
-"""Train one fold of one configuration from ``preprocessed/<NAME>/plans.json``.
+"""The trainer of one fold, assembled from its plans entry and the run's options.
 
 Everything that changes results comes from the plans (network, loss, optimiser, schedule,
 patch, batch, augmentation); :class:`TrainOptions` holds what does not (device, workers,
-paths, resuming, tracking). ``train_fold`` writes ``results/<NAME>/<CONFIG>/{plans.json,
-dataset.json}`` and ``fold_<k>/`` (checkpoints, ``training_log.csv``, ``progress.png``).
-The end-of-fold sliding-window validation is a separate pipeline step (``validate_fold``,
-written with the inference code) that the CLI calls after ``train_fold`` returns.
+paths, resuming, tracking). :func:`build_trainer` builds each part with a small function
+and hands them to :class:`~autoseg.training.trainer.Trainer`; the step that runs it is
+:mod:`autoseg.pipeline.fit_fold`.
 """
 
 from __future__ import annotations
 
 import functools
-import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,23 +17,18 @@ from typing import Any
 
 import torch
 
-from autoseg.core.checkpoint import load_checkpoint, load_pretrained
+from autoseg.core.checkpoint import load_pretrained
 from autoseg.core.cpu import cpu_threads
 from autoseg.core.device import check_device, resolve_device
 from autoseg.core.errors import InvalidInputError
-from autoseg.core.paths import ensure_writable_dir
 from autoseg.core.run_layout import (
-    DATASET_JSON,
     FoldLayout,
     RunLayout,
-    resolve_dataset_dir,
 )
 from autoseg.core.workspace import Workspace
 from autoseg.networks import build_network
 from autoseg.networks.base import to_channels_last
-from autoseg.planning.feasibility import check_trainable
-from autoseg.planning.plans import Plans, load_plans, write_plans
-from autoseg.preprocessing.cache import cached_case_ids
+from autoseg.pipeline.fold_data import FoldData
 from autoseg.training import callbacks as cb
 from autoseg.training.augmentation import AUGMENT_ON
 from autoseg.training.batches import LoaderBatches, PatchGrowth
@@ -55,7 +48,6 @@ from autoseg.training.optim import (
     trainable_parameters,
 )
 from autoseg.training.speed import DEFAULT_LEVERS, SpeedLevers, optimizer_flags, pins_memory
-from autoseg.training.splits import MIN_FOLDS, NUM_FOLDS, cases_of_fold, load_or_create_splits
 from autoseg.training.tracking import build_tracker
 from autoseg.training.trainer import Trainer, TrainSettings
 
@@ -128,77 +120,7 @@ class TrainOptions:
                 raise InvalidInputError(f"{flag}: must be a positive integer, got {value}")
 
 
-@dataclass(frozen=True)
-class FoldData:
-    """What one fold trains on: the plans, its configuration and the case split."""
-
-    dataset: str
-    plans: Plans
-    configuration: str
-    config: dict[str, Any]
-    cache: Path
-    train_ids: list[str]
-    val_ids: list[str]
-
-
-def training_case_ids(cache: Path) -> list[str]:
-    """Case ids with a finished cache entry (the cache's own rule of "finished")."""
-    if not cache.is_dir():
-        raise InvalidInputError(f"{cache}: cache folder missing (run autoseg_plan to preprocess)")
-    return cached_case_ids(cache)
-
-
-def load_fold(workspace: Workspace, dataset: str, configuration: str, fold: int | str) -> FoldData:
-    """Plans, configuration, cache folder and the fold's cases (writing splits.json once)."""
-    layout = RunLayout(workspace, resolve_dataset_dir(workspace.preprocessed, dataset).name)
-    plans = load_plans(layout.plans)
-    config = plans.configuration(configuration)
-    check_trainable(plans, configuration, layout.plans)
-    cache = layout.cache(config["data_id"])
-    case_ids = training_case_ids(cache)
-    train_ids, val_ids = fold_cases(layout.splits, case_ids, fold, configuration)
-    return FoldData(layout.dataset, plans, configuration, config, cache, train_ids, val_ids)
-
-
-def fold_cases(
-    splits_path: Path, case_ids: list[str], fold: int | str, configuration: str
-) -> tuple[list[str], list[str]]:
-    """Training and validation cases of ``fold``, writing splits.json once when missing.
-
-    Fold ``all`` needs no splits (every cached case, no validation), so a dataset too small
-    for cross-validation still trains; a numbered fold on one says to train ``all``.
-    """
-    if fold == "all" and not splits_path.is_file():
-        return list(case_ids), []
-    if not splits_path.is_file() and len(case_ids) < MIN_FOLDS:
-        raise InvalidInputError(
-            f"{splits_path}: {len(case_ids)} training case(s) cannot make cross-validation "
-            f"folds (need >= {MIN_FOLDS}); train on every case instead: autoseg_train "
-            f"{splits_path.parent.name} {configuration} all"
-        )
-    folds = min(NUM_FOLDS, len(case_ids))
-    return cases_of_fold(load_or_create_splits(splits_path, case_ids, num_folds=folds), fold)
-
-
-def result_folder(workspace: Workspace, data: FoldData, fold: int | str) -> Path:
-    """``results/<NAME>/<CONFIG>/fold_<k>``."""
-    return RunLayout(workspace, data.dataset).fold(data.configuration, fold).folder
-
-
-def prepare_results(workspace: Workspace, data: FoldData, fold: int | str) -> Path:
-    """``results/<NAME>/<CONFIG>/`` with copies of plans.json and dataset.json; returns
-    the fold folder (DESIGN §3: a results folder is self-contained for inference)."""
-    out = RunLayout(workspace, data.dataset).configuration(data.configuration)
-    write_plans(out.plans, data.plans)
-    for root in (workspace.preprocessed, workspace.raw):
-        try:
-            source = resolve_dataset_dir(root, data.dataset) / DATASET_JSON
-        except InvalidInputError:
-            continue
-        if source.is_file():
-            shutil.copyfile(source, out.dataset_json)
-            break
-    return out.fold(fold).folder
+DEFAULT_TRAIN_OPTIONS = TrainOptions()
 
 
 def _slices(config: dict[str, Any]) -> int:
@@ -349,21 +271,6 @@ def build_callbacks(
     return hooks + ([tracker] if tracker is not None else [])
 
 
-def check_fold_folder(folder: Path, options: TrainOptions) -> Path | None:
-    """The checkpoint to resume from, or None; refuses to silently restart a started run."""
-    latest = FoldLayout(folder).checkpoint("latest")
-    if options.continue_training:
-        if not latest.is_file():
-            print(f"--continue: no {latest} yet, starting from the beginning")
-            return None
-        return latest
-    if latest.is_file() and not options.overwrite:
-        raise InvalidInputError(
-            f"{folder}: a run exists; use --continue to resume it or --overwrite to restart"
-        )
-    return None
-
-
 def train_settings(
     data: FoldData, fold: int | str, options: TrainOptions, epochs: int, iterations: int
 ) -> TrainSettings:
@@ -406,41 +313,3 @@ def build_trainer(
         build_callbacks(workspace, data, fold, folder, options), options.distributed,
         batch_transform=device_transform(on_device),
     )  # fmt: skip
-
-
-def train_fold(
-    workspace: Workspace,
-    dataset_name: str,
-    configuration: str,
-    fold: int | str,
-    options: TrainOptions = TrainOptions(),
-) -> Path:
-    """Train (or resume) fold ``fold`` (``0..4`` or ``"all"``) of a configuration.
-
-    Args:
-        workspace: raw / preprocessed / results roots.
-        dataset_name: ``ATLAS`` (also ``Dataset012_ATLAS`` / ``12``).
-        configuration: a configuration of the plans (``3d_hybrid``, ``2.5d_unet``, ``2d_lcnn``).
-        fold: fold index of splits.json, or ``"all"`` (train on every case).
-        options: flags that do not change the plans.
-
-    Returns:
-        The fold folder ``results/<NAME>/<CONFIG>/fold_<k>``; the caller runs the
-        end-of-fold validation (``validate_fold``) on it.
-
-    Raises:
-        InvalidInputError: missing plans/caches, unknown configuration or fold, a resumed
-            checkpoint from other plans, an existing run without --continue/--overwrite.
-        TrainingInterrupted: a signal arrived; ``checkpoint_latest.pt`` was written.
-    """
-    ensure_writable_dir(workspace.results, "results folder")
-    data = load_fold(workspace, dataset_name, configuration, fold)
-    folder = ensure_writable_dir(result_folder(workspace, data, fold), "fold folder")
-    if options.distributed.is_main:
-        prepare_results(workspace, data, fold)
-    resume = check_fold_folder(folder, options)
-    trainer = build_trainer(workspace, data, fold, folder, options)
-    if resume is not None:
-        trainer.load_state_dict(load_checkpoint(resume, data.plans.plans_id, trainer.device))
-    trainer.train()
-    return folder

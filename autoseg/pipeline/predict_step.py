@@ -15,6 +15,7 @@ import dataclasses
 import os
 import tempfile
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +29,9 @@ from autoseg.data.io import file_ending
 from autoseg.data.sources import CaseSource, find_case_sources
 from autoseg.inference.choice import calibration_temperatures, read_inference_choice, resolve_choice
 from autoseg.inference.ensemble import ensemble_folders
+from autoseg.inference.folder_prediction import pending_cases, predict_folder, select_part
 from autoseg.inference.inputs import InputCase, discover_cases, verify_inputs
 from autoseg.inference.model import TrainedModel, calibrated
-from autoseg.inference.outputs import case_outputs, select_pending
-from autoseg.inference.predictor import predict_folder, select_part
 from autoseg.inference.uncertainty import MemberGroup, predict_folder_with_uncertainty
 from autoseg.pipeline.export import load_model_zip
 from autoseg.pipeline.lesion_outputs import (
@@ -45,32 +45,81 @@ from autoseg.pipeline.lesion_outputs import (
 SOURCES = ("png-slices", "npy", "isles22")
 
 
+@dataclass(frozen=True)
+class PredictOptions:
+    """How ``autoseg_predict`` predicts: which model, the window, the outputs, the inputs.
+
+    Attributes:
+        configurations: configurations to ensemble (``-c``); None: inference.json or the
+            recommended configuration.
+        folds: folds (``-f``); None: inference.json's, else every trained fold.
+        model_zip: a model exported by ``autoseg_export`` (``-m``); no workspace needed.
+        step: sliding-window step override (a fraction of the patch, in (0, 1]).
+        disable_tta: no mirroring.
+        device: ``auto``, ``cpu``, ``cuda``, ``cuda:1``, ``mps``.
+        save_probabilities: also write probabilities (to ensemble later).
+        save_uncertainty: also write the uncertainty outputs.
+        overwrite: redo finished cases.
+        resume: skip finished cases (``--continue``).
+        num_parts: split the input across this many workers ...
+        part_id: ... and predict this part.
+        checkpoint: ``final``/``best``; None: inference.json's choice, else ``final``.
+        source: ``png-slices``, ``npy`` or ``isles22`` (a BIDS tree) to convert the input
+            first.
+        spacing: ``(z, y, x)`` mm for sources without one.
+        progress: show progress bars.
+        lesion_outputs: BIDS folder, lesion convention, atlas and command line for the
+            tables and derivatives (None: tables beside the predictions only).
+        calibrate: apply find_best's temperatures (``--no-calibration`` turns it off).
+    """
+
+    configurations: Sequence[str] | None = None
+    folds: Sequence[int | str] | None = None
+    model_zip: str | os.PathLike | None = None
+    step: float | None = None
+    disable_tta: bool = False
+    device: str = "auto"
+    save_probabilities: bool = False
+    save_uncertainty: bool = False
+    overwrite: bool = False
+    resume: bool = False
+    num_parts: int = 1
+    part_id: int = 0
+    checkpoint: str | None = None
+    source: str | None = None
+    spacing: Sequence[float] | None = None
+    progress: bool = False
+    lesion_outputs: LesionOutputs | None = None
+    calibrate: bool = True
+
+
+DEFAULT_PREDICT_OPTIONS = PredictOptions()
+
+
 def load_models(
-    workspace: Workspace | None,
-    dataset: str | None,
-    configurations: Sequence[str] | None,
-    folds: Sequence[int | str] | None,
-    checkpoint: str | None,
-    device: str,
-    model_zip: str | os.PathLike | None,
-    calibrate: bool = True,
+    workspace: Workspace | None, dataset: str | None, options: PredictOptions
 ) -> tuple[list[TrainedModel], dict[str, Any]]:
-    """The models to run (calibrated with find_best's temperatures unless ``calibrate``
-    is False) and the postprocessing of their ensemble."""
-    if model_zip is not None:
-        models, post = load_model_zip(model_zip, device, calibrate)
+    """The models to run (calibrated with find_best's temperatures unless
+    ``options.calibrate`` is False) and the postprocessing of their ensemble."""
+    configurations, device = options.configurations, options.device
+    if options.model_zip is not None:
+        models, post = load_model_zip(options.model_zip, device, options.calibrate)
         if configurations is not None:
             models = [m for m in models if m.configuration in set(configurations)]
             post = {}
             if not models:
-                raise InvalidInputError(f"{model_zip}: holds none of {list(configurations)}")
+                raise InvalidInputError(
+                    f"{options.model_zip}: holds none of {list(configurations)}"
+                )
         return models, post
     if workspace is None or dataset is None:
         raise InvalidInputError("give a dataset (-d NAME) or a model zip (-m model.zip)")
     results = RunLayout.of_results(workspace, dataset).results
-    names, folds, post, checkpoint = resolve_choice(results, configurations, folds, checkpoint)
-    models = [TrainedModel.from_folder(results / name, folds, checkpoint, device) for name in names]
-    temperatures = calibration_temperatures(results) if calibrate else {}
+    names, folds, post, checkpoint = resolve_choice(
+        results, configurations, options.folds, options.checkpoint
+    )
+    models = [TrainedModel.from_folder(results / n, folds, checkpoint, device) for n in names]
+    temperatures = calibration_temperatures(results) if options.calibrate else {}
     return [calibrated(m, temperatures.get(m.configuration, 1.0)) for m in models], post
 
 
@@ -115,8 +164,9 @@ def convert_inputs(
     return inputs, find_case_sources(converted)
 
 
-def _option_problems(step: float | None, num_parts: int, part_id: int) -> list[str]:
+def _option_problems(options: PredictOptions) -> list[str]:
     """Flags out of range, found before any model is loaded (bad usage, exit 2)."""
+    step, num_parts, part_id = options.step, options.num_parts, options.part_id
     problems = []
     if step is not None and not 0 < step <= 1:
         problems.append(f"--step {step}: must lie in (0, 1] (a fraction of the patch)")
@@ -143,14 +193,13 @@ def _check_models(models: Sequence[TrainedModel]) -> None:
 
 
 def _pending_cases(
-    cases: list[InputCase], output_dir: Path, ending: str, options: dict[str, Any]
+    cases: list[InputCase], output_dir: Path, ending: str, options: PredictOptions
 ) -> list[InputCase]:
     """This part's cases whose outputs are not finished (or all of them with overwrite)."""
-    cases = select_part(cases, options["num_parts"], options["part_id"])
-    by_id = {c[0]: c for c in cases}
-    outputs = [case_outputs(output_dir, c, ending, options["save_probabilities"]) for c in by_id]
-    pending = select_pending(outputs, options["overwrite"], options["resume"])
-    return [by_id[o.case_id] for o in pending]
+    cases = select_part(cases, options.num_parts, options.part_id)
+    jobs = pending_cases(cases, output_dir, ending, options.save_probabilities,
+                         options.overwrite, options.resume)  # fmt: skip
+    return [case for case, _ in jobs]
 
 
 def _ensemble(
@@ -178,10 +227,10 @@ def _ensemble(
                          postprocessing=post, overwrite=True, output_ending=ending)  # fmt: skip
 
 
-def _settings_overrides(step: float | None, disable_tta: bool, progress: bool) -> dict[str, Any]:
-    overrides: dict[str, Any] = {"progress": progress, "tta": not disable_tta}
-    if step is not None:
-        overrides["step"] = float(step)
+def _settings_overrides(options: PredictOptions, progress: bool) -> dict[str, Any]:
+    overrides: dict[str, Any] = {"progress": progress, "tta": not options.disable_tta}
+    if options.step is not None:
+        overrides["step"] = float(options.step)
     return overrides
 
 
@@ -191,25 +240,25 @@ def _run(
     output_dir: Path,
     ending: str,
     post: dict[str, Any],
-    options: dict[str, Any],
+    options: PredictOptions,
 ) -> None:
-    overrides = _settings_overrides(options["step"], options["disable_tta"], options["progress"])
-    if options["save_uncertainty"]:
+    overrides = _settings_overrides(options, options.progress)
+    if options.save_uncertainty:
         groups = [MemberGroup(m.networks, m.spec, m.settings.with_(**overrides)) for m in models]
         predict_folder_with_uncertainty(
-            cases, output_dir, groups, post, options["save_probabilities"], overwrite=True,
-            output_ending=ending, read_data_first=False, progress=options["progress"],
+            cases, output_dir, groups, post, options.save_probabilities, overwrite=True,
+            output_ending=ending, read_data_first=False, progress=options.progress,
         )  # fmt: skip
     elif len(models) == 1:
         model = models[0]
         settings = model.settings.with_(
-            **overrides, save_probabilities=options["save_probabilities"], postprocessing=post
+            **overrides, save_probabilities=options.save_probabilities, postprocessing=post
         )
         predict_folder(cases, output_dir, model.networks, model.spec, settings,
                        overwrite=True, output_ending=ending, read_data_first=False)  # fmt: skip
     else:
         _ensemble(models, cases, output_dir, ending, overrides, post,
-                  options["save_probabilities"])  # fmt: skip
+                  options.save_probabilities)  # fmt: skip
 
 
 def predict(
@@ -217,62 +266,25 @@ def predict(
     dataset: str | None,
     input_dir: str | os.PathLike,
     output_dir: str | os.PathLike,
-    configurations: Sequence[str] | None = None,
-    folds: Sequence[int | str] | None = None,
-    model_zip: str | os.PathLike | None = None,
-    step: float | None = None,
-    disable_tta: bool = False,
-    device: str = "auto",
-    save_probabilities: bool = False,
-    save_uncertainty: bool = False,
-    overwrite: bool = False,
-    resume: bool = False,
-    num_parts: int = 1,
-    part_id: int = 0,
-    checkpoint: str | None = None,
-    source: str | None = None,
-    spacing: Sequence[float] | None = None,
-    progress: bool = False,
-    lesion_outputs: LesionOutputs | None = None,
-    calibrate: bool = True,
+    options: PredictOptions = DEFAULT_PREDICT_OPTIONS,
 ) -> list[str]:
     """Predict every case of ``input_dir`` into ``output_dir`` (``autoseg_predict``).
 
     Then every predicted case of the input set (also those finished by earlier runs) is
     measured: ``lesions.tsv`` and ``cases.tsv`` beside the predictions, and with
-    ``lesion_outputs.bids_out`` the BIDS derivative dataset
+    ``options.lesion_outputs.bids_out`` the BIDS derivative dataset
     (:mod:`autoseg.pipeline.lesion_outputs`).
 
     Args:
-        workspace: the roots (not needed with ``model_zip``).
+        workspace: the roots (not needed with ``options.model_zip``).
         dataset: dataset name whose ``results/<NAME>`` holds the model (``-d``).
         input_dir: images: ``<case>_0000.nii.gz`` ... or plain single-channel files
-            (NIfTI, MHA, NRRD), or with ``source`` PNG-slice / npy folders.
+            (NIfTI, MHA, NRRD), or with ``options.source`` PNG-slice / npy folders.
         output_dir: labels ``<case><ending>`` in the input's exact grid and header, plus
             ``<case>.npz``/``.json`` with ``save_probabilities`` and
             ``<case>_uncertainty``/``_disagreement``/``_lesions.json`` with
             ``save_uncertainty`` (see :mod:`autoseg.inference.uncertainty`).
-        configurations: configurations to ensemble (``-c``); None: inference.json or the
-            recommended configuration.
-        folds: folds (``-f``); None: inference.json's, else every trained fold.
-        model_zip: a model exported by ``autoseg_export`` (``-m``); no workspace needed.
-        step: sliding-window step override.
-        disable_tta: no mirroring.
-        device: ``auto``, ``cpu``, ``cuda``, ``cuda:1``, ``mps``.
-        save_probabilities: also write probabilities (to ensemble later).
-        save_uncertainty: also write the uncertainty outputs.
-        overwrite: redo finished cases.
-        resume: skip finished cases (``--continue``).
-        num_parts: split the input across this many workers ...
-        part_id: ... and predict this part.
-        checkpoint: ``final``/``best``; None: inference.json's choice, else ``final``.
-        source: ``png-slices``, ``npy`` or ``isles22`` (a BIDS tree) to convert the input
-            first.
-        spacing: ``(z, y, x)`` mm for sources without one.
-        progress: show progress bars.
-        lesion_outputs: BIDS folder, lesion convention, atlas and command line for the
-            tables and derivatives (None: tables beside the predictions only).
-        calibrate: apply find_best's temperatures (``--no-calibration`` turns it off).
+        options: which model and how to predict (:class:`PredictOptions`).
 
     Returns:
         The ids of the cases predicted by this call.
@@ -281,34 +293,29 @@ def predict(
         InvalidInputError: no model, bad inputs, or finished outputs without
             overwrite/resume.
     """
-    problems = _option_problems(step, num_parts, part_id)
+    problems = _option_problems(options)
     if problems:
         raise InvalidInputError(problems)
-    resolve_device(device)
+    resolve_device(options.device)
     ensure_writable_dir(output_dir, "output folder")
-    models, post = load_models(workspace, dataset, configurations, folds, checkpoint, device,
-                               model_zip, calibrate)  # fmt: skip
+    models, post = load_models(workspace, dataset, options)
     _check_models(models)
-    lesion_outputs = _with_convention(lesion_outputs or LesionOutputs(), workspace, dataset,
-                                      model_zip)  # fmt: skip
-    options = {
-        "num_parts": num_parts, "part_id": part_id, "overwrite": overwrite, "resume": resume,
-        "save_probabilities": save_probabilities, "save_uncertainty": save_uncertainty,
-        "step": step, "disable_tta": disable_tta, "progress": progress,
-    }  # fmt: skip
+    lesion_outputs = _with_convention(options.lesion_outputs or LesionOutputs(), workspace,
+                                      dataset, options.model_zip)  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="autoseg-inputs-") as tmp:
         folder, recorded = Path(input_dir), find_case_sources(Path(input_dir))
-        if source is not None:
-            channels = source_channels(source, models[0])
-            folder, recorded = convert_inputs(folder, source, spacing, Path(tmp), channels)
+        if options.source is not None:
+            channels = source_channels(options.source, models[0])
+            folder, recorded = convert_inputs(folder, options.source, options.spacing,
+                                              Path(tmp), channels)  # fmt: skip
         cases = discover_cases(folder, models[0].num_channels)
         ending = file_ending(cases[0][1][0])
         pending = _pending_cases(cases, Path(output_dir), ending, options)
         if pending:
             verify_inputs(pending, models[0].num_channels)
             _run(models, pending, Path(output_dir), ending, post, options)
-        provenance = model_provenance(models, post, _settings_overrides(step, disable_tta, False),
-                                      _dataset_name(models, model_zip))  # fmt: skip
+        provenance = model_provenance(models, post, _settings_overrides(options, False),
+                                      _dataset_name(models, options.model_zip))  # fmt: skip
         inputs = dict(cases)
         sources = case_sources(list(inputs), recorded)
         measured = measured_cases(Path(output_dir), inputs, ending, sources)
