@@ -108,7 +108,8 @@ def benchmark_parser() -> argparse.ArgumentParser:
 
 
 def _benchmark(args: argparse.Namespace) -> int:
-    from autoseg.pipeline.benchmark import BenchmarkOptions, format_report, run_benchmark
+    from autoseg.pipeline.benchmark import BenchmarkOptions, run_benchmark
+    from autoseg.pipeline.benchmark_report import format_report
 
     options = BenchmarkOptions(
         device=args.device, fold=fold_arg(args.fold), iterations=args.iterations,

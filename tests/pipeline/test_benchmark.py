@@ -12,7 +12,7 @@ import torch
 
 from autoseg.cli import benchmark_main
 from autoseg.core.workspace import Workspace
-from autoseg.pipeline.benchmark import format_table
+from autoseg.pipeline.benchmark_report import format_table
 from autoseg.pipeline.plan import PlanOptions, run_plan
 from autoseg.planning import device
 from autoseg.training import speed
