@@ -259,14 +259,8 @@ def predict_folder(
             put in eval mode); their probabilities are averaged.
         spec: the configuration's preprocessing spec.
         settings: sliding window, TTA, device, outputs and postprocessing.
-        overwrite: redo cases whose outputs exist.
-        resume: skip cases whose outputs exist (``--continue``); without either flag,
-            existing outputs are an error.
-        num_parts: split the cases into this many parts ...
-        part_id: ... and predict only this one (0-based).
-        output_ending: file ending of the label files (``.nii.gz``, ``.mha``, ``.nrrd``).
-        read_data_first: check every voxel of every input before starting (NaN/Inf,
-            truncated files); False checks headers only and catches bad voxels per case.
+        overwrite, resume, num_parts, part_id, output_ending, read_data_first: as in
+            :func:`run_folder`.
 
     Returns:
         The ids of the cases predicted by this call.

@@ -9,11 +9,11 @@ import pytest
 
 from autoseg.core.atomic import atomic_path, write_json
 from autoseg.core.errors import InvalidInputError
+from autoseg.core.run_layout import resolve_dataset_dir
 from autoseg.core.workspace import Workspace
 from autoseg.data.layout import (
     RawDataset,
     dataset_json_problems,
-    resolve_dataset_dir,
     split_channel_name,
 )
 
