@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from autoseg.core.errors import InvalidInputError
 from autoseg.core.paths import dataset_name_problem
+
+if TYPE_CHECKING:  # imported where used: parsing flags must not wait for torch
+    from autoseg.pipeline.lesion_outputs import LesionOutputs
+    from autoseg.training.speed import SpeedLevers
 
 EXIT_INVALID = 2
 
@@ -78,7 +82,7 @@ def add_lever_flags(parser: argparse.ArgumentParser) -> None:
                        )  # fmt: skip
 
 
-def levers_from(args: argparse.Namespace):  # -> SpeedLevers (torch imported lazily)
+def levers_from(args: argparse.Namespace) -> SpeedLevers:
     """The :class:`~autoseg.training.speed.SpeedLevers` of parsed lever flags."""
     from autoseg.training.speed import SpeedLevers
 
@@ -109,7 +113,7 @@ def add_lesion_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def lesion_outputs_from(args: argparse.Namespace, convention: str | None):
+def lesion_outputs_from(args: argparse.Namespace, convention: str | None) -> LesionOutputs:
     """The LesionOutputs of the lesion flags (the atlas read and checked now)."""
     from autoseg.evaluation.lesion_files import load_atlas
     from autoseg.pipeline.lesion_outputs import LesionOutputs

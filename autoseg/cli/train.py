@@ -8,6 +8,7 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from autoseg.cli.args import (
     OneLineParser,
@@ -25,6 +26,9 @@ from autoseg.cli.common import (
     run,
     workspace_from,
 )
+
+if TYPE_CHECKING:  # imported where used: parsing flags must not wait for torch
+    from autoseg.pipeline.fold_trainer import TrainOptions
 
 
 def train_parser() -> argparse.ArgumentParser:
@@ -101,7 +105,7 @@ def _relaunch_with_torchrun(num_gpus: int, argv: Sequence[str]) -> int:
     return subprocess.call(command)
 
 
-def _train_options(args: argparse.Namespace, environ: Mapping[str, str]):
+def _train_options(args: argparse.Namespace, environ: Mapping[str, str]) -> TrainOptions:
     from autoseg.pipeline.fold_trainer import TrainOptions
     from autoseg.training.distributed import context_from_env
 
