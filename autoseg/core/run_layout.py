@@ -7,6 +7,7 @@
       ensembles/<a>+<b>/fold_<k>/   find_best's ensembled validation folds
       test/               predictions/  metrics.json   (held-out cases: demo, report)
       <CONFIG>/           plans.json  dataset.json  (copies: the folder is self-contained)
+                          benchmark_<device>.json  (autoseg_benchmark)
         fold_<k>/         checkpoint_{final,best,latest}.pt  training_log.csv  progress.png
           validation/     summary.json  <case>.npz ...
 
@@ -139,6 +140,10 @@ class ConfigLayout:
 
     def fold(self, fold: int | str) -> FoldLayout:
         return FoldLayout(self.folder / fold_folder_name(fold))
+
+    def benchmark(self, device_type: str) -> Path:
+        """``autoseg_benchmark``'s report for one device type (``cpu``, ``cuda``, ``mps``)."""
+        return self.folder / f"benchmark_{device_type}.json"
 
     def folds(self) -> dict[str, FoldLayout]:
         """``{fold id: layout}`` of the existing ``fold_<k>`` folders, numbers first."""

@@ -1,1 +1,4 @@
-"""Multi-step work: train a fold from plans, validate it, summarise cross-validation."""
+"""Multi-step work: plan, fit_fold (train, then validate), predict_step, find_best, export,
+evaluate, the demo and the benchmark. Each step is one function a command-line front door
+calls; the pieces it joins (training, inference, evaluation, reporting) do not know each
+other."""

@@ -41,7 +41,7 @@ from autoseg.core.atomic import write_json
 from autoseg.core.cpu import flushed_denormals
 from autoseg.core.device import resolve_device
 from autoseg.core.errors import InvalidInputError
-from autoseg.core.run_layout import FoldLayout
+from autoseg.core.run_layout import FoldLayout, RunLayout
 from autoseg.core.workspace import Workspace
 from autoseg.inference.folder_prediction import predict_folder
 from autoseg.inference.model import load_network
@@ -330,7 +330,9 @@ def device_name(device: torch.device) -> str:
 
 def default_output(workspace: Workspace, data: FoldData, device: torch.device) -> Path:
     """``results/<NAME>/<CONFIG>/benchmark_<device>.json``."""
-    return result_folder(workspace, data, 0).parent / f"benchmark_{device.type}.json"
+    return (
+        RunLayout(workspace, data.dataset).configuration(data.configuration).benchmark(device.type)
+    )
 
 
 def run_benchmark(
