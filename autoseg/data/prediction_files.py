@@ -4,7 +4,8 @@ The predictor writes them (:mod:`autoseg.inference.outputs`,
 :mod:`autoseg.inference.uncertainty`); the ensembler, find_best, the lesion tables
 (:mod:`autoseg.evaluation.lesion_files`) and the report read them. Per case:
 
-- ``<case>.npz``: key ``probabilities``, ``(K, Z, Y, X)`` float16/float32 in the input grid;
+- ``<case>.npz``: key ``probabilities``, ``(K, Z, Y, X)`` float16/float32 in the input grid,
+  and ``<case>.json`` its geometry (:func:`autoseg.inference.outputs.write_sidecar`);
 - ``<case>_uncertainty<ending>``: predictive entropy, ``<case>_disagreement<ending>``: the
   fraction of ensemble members whose argmax differs from the final label;
 - ``<case>_lesions.json``: per-lesion confidence of ``--save-uncertainty``.
@@ -21,6 +22,7 @@ from autoseg.core.errors import InvalidInputError
 
 PROBABILITIES_KEY = "probabilities"
 PROBABILITIES_ENDING = ".npz"
+SIDECAR_ENDING = ".json"  # <case>.json: the geometry an ensemble writes labels in
 UNCERTAINTY_SUFFIX = "_uncertainty"
 DISAGREEMENT_SUFFIX = "_disagreement"
 LESIONS_SUFFIX = "_lesions.json"

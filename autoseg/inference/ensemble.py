@@ -20,7 +20,7 @@ from autoseg.core.atomic import is_temporary
 from autoseg.core.errors import InvalidInputError
 from autoseg.core.paths import ensure_writable_dir
 from autoseg.data.io import VOLUME_ENDINGS, read_meta
-from autoseg.data.prediction_files import PROBABILITIES_ENDING
+from autoseg.data.prediction_files import PROBABILITIES_ENDING, SIDECAR_ENDING
 from autoseg.data.records import ImageMeta
 from autoseg.inference.calibration import rescale_probabilities
 from autoseg.inference.outputs import (
@@ -115,8 +115,9 @@ def case_meta(case_id: str, folders: Sequence[Path], reference_dir: Path | None)
     ``<case>_0000<ending>`` (the nnU-Net input).
     """
     for folder in folders:
-        if (Path(folder) / f"{case_id}.json").is_file():
-            return read_sidecar(Path(folder) / f"{case_id}.json")
+        sidecar = Path(folder) / f"{case_id}{SIDECAR_ENDING}"
+        if sidecar.is_file():
+            return read_sidecar(sidecar)
     if reference_dir is not None:
         for stem in (case_id, f"{case_id}_0000"):
             for ending in VOLUME_ENDINGS:

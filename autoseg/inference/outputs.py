@@ -26,6 +26,7 @@ from autoseg.data.io import write_label
 from autoseg.data.prediction_files import (
     PROBABILITIES_ENDING,
     PROBABILITIES_KEY,
+    SIDECAR_ENDING,
     read_probabilities,
     write_probabilities,
 )
@@ -66,7 +67,7 @@ def case_outputs(
         case_id,
         output_dir / f"{case_id}{ending}",
         output_dir / f"{case_id}{PROBABILITIES_ENDING}",
-        output_dir / f"{case_id}.json",
+        output_dir / f"{case_id}{SIDECAR_ENDING}",
     )
 
 

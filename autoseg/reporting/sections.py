@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from autoseg.core.run_layout import FIND_BEST_JSON
 from autoseg.reporting.collect import TrainingLog, case_dice
 from autoseg.reporting.figures import figure_uri, lesion_volume_histogram, training_curves
 from autoseg.reporting.html import Section, esc, fmt, image, not_available, table
@@ -162,7 +163,7 @@ def _metric_cells(means: dict[str, Any] | None) -> list[Any]:
 def cv_section(find_best: dict[str, Any] | None) -> Section:
     """The cross-validation table of ``find_best.json`` and the chosen model."""
     if find_best is None:
-        return Section("cv", "Cross-validation", not_available("find_best.json"))
+        return Section("cv", "Cross-validation", not_available(FIND_BEST_JSON))
     best = find_best.get("best", {})
     headers = ["candidate", "folds", "cases", *CV_METRICS, "Dice (non-empty reference)"]
     rows, classes = [], []
