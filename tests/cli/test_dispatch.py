@@ -14,7 +14,7 @@ from autoseg.cli.dispatch import main
 
 def test_every_console_script_is_a_command() -> None:
     tomllib = pytest.importorskip("tomllib")  # Python 3.11+
-    pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    pyproject = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
     scripts = {name.removeprefix("autoseg_") for name in pyproject["project"]["scripts"]}
     assert scripts == set(COMMANDS)
 
