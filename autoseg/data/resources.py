@@ -62,13 +62,13 @@ class BusyElsewhere:
     2.13, a prediction beside a 2-thread matmul took 10-14x its time alone, and with one
     thread fewer 2x. So the caller asks, case by case or epoch by epoch, how much of its
     cores the neighbours used meanwhile and yields that much. The reading covers the CPUs
-    in this process's affinity mask (``/proc/stat`` per-CPU lines) less this process's own
-    CPU time, and its children's where they belong to the same job (loader workers, which
-    the caller reserves cores for already); without ``/proc/stat`` it reports 0.
+    in this process's affinity mask (``/proc/stat`` per-CPU lines) less the CPU time of this
+    process and of its children (the training loader's workers, which the caller reserves
+    cores for already); without ``/proc/stat`` it reports 0.
     """
 
-    def __init__(self, stat: Path = PROC_STAT, children: bool = False) -> None:
-        self._stat, self._children = stat, children
+    def __init__(self, stat: Path = PROC_STAT) -> None:
+        self._stat = stat
         self._last: _Reading | None = None
 
     def cores(self) -> float:
@@ -92,8 +92,7 @@ class BusyElsewhere:
         busy = busy_cpu_seconds(self._stat, usable_cpu_ids())
         if busy is None:
             return None
-        children = child_cpu_seconds() if self._children else {}
-        return _Reading(time.monotonic(), busy, time.process_time(), children)
+        return _Reading(time.monotonic(), busy, time.process_time(), child_cpu_seconds())
 
 
 @dataclass(frozen=True)

@@ -185,7 +185,7 @@ class YieldToNeighbours(Callback):
     """
 
     def __init__(self, probe: BusyElsewhere | None = None) -> None:
-        self.probe = probe if probe is not None else BusyElsewhere(children=True)
+        self.probe = probe if probe is not None else BusyElsewhere()
 
     def before_epoch(self) -> None:
         trainer = self.trainer
