@@ -7,7 +7,7 @@ the autoseg version, the configurations and folds of the ensemble, its postproce
 per configuration everything a reimplementation needs (spacing, normalisation, patch,
 step, mirror axes, labels, channels). ``-m model.zip`` predicts from it with no dataset and
 no network access; members and sizes are checked before extraction
-(:mod:`autoseg.pipeline.model_zip`), so a crafted zip can neither write outside its
+(:mod:`autoseg.inference.model_zip`), so a crafted zip can neither write outside its
 temporary folder, nor fill a disk, nor point the contract at a folder elsewhere.
 """
 
@@ -16,7 +16,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import tempfile
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,15 +24,15 @@ from typing import Any
 import torch
 
 import autoseg
-from autoseg.core.atomic import atomic_path, read_json, write_json
+from autoseg.core.atomic import atomic_path, write_json
 from autoseg.core.checkpoint import load_checkpoint
 from autoseg.core.errors import InvalidInputError
 from autoseg.core.paths import ensure_writable_file
 from autoseg.core.run_layout import ConfigLayout
 from autoseg.inference.choice import calibration_temperatures, resolve_choice
 from autoseg.inference.model import TrainedModel, calibrated, fold_id, fold_json
+from autoseg.inference.model_zip import CONTRACT_NAME
 from autoseg.networks.export import export_onnx
-from autoseg.pipeline.model_zip import CONTRACT_NAME, contract_configurations, safe_extract
 
 CONTRACT_FORMAT = 1
 KEPT_CHECKPOINT_KEYS = ("model", "network", "plans_id", "configuration", "dataset", "fold",
@@ -143,42 +142,6 @@ def export_model_zip(
 
 def _json_text(payload: Any) -> str:
     return json.dumps(payload, indent=2, sort_keys=True) + "\n"
-
-
-def load_model_zip(
-    path: str | os.PathLike, device: str = "cpu", calibrate: bool = True
-) -> tuple[list[TrainedModel], dict[str, Any]]:
-    """The models of an exported zip and the postprocessing of their ensemble (offline),
-    each with the temperature its contract records unless ``calibrate`` is False.
-
-    Raises:
-        InvalidInputError: an unsafe or incomplete zip, or checkpoints not matching their
-            plans.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise InvalidInputError(f"{path}: model zip not found")
-    with tempfile.TemporaryDirectory(prefix="autoseg-model-") as tmp:
-        safe_extract(path, Path(tmp))
-        contract_path = Path(tmp) / CONTRACT_NAME
-        if not contract_path.is_file():
-            raise InvalidInputError(f"{path}: no {CONTRACT_NAME} (not an autoseg model zip)")
-        try:
-            contract = read_json(contract_path)
-        except ValueError as error:
-            raise InvalidInputError(f"{path}: {error}") from error
-        names = contract_configurations(contract, Path(tmp), path)
-        per = contract.get("per_configuration") or {}
-        checkpoint = contract.get("checkpoint", "final")
-        models = [
-            calibrated(
-                TrainedModel.from_folder(Path(tmp) / name, (per.get(name) or {}).get("folds"),
-                                         checkpoint, device),
-                float((per.get(name) or {}).get("temperature", 1.0)) if calibrate else 1.0,
-            )
-            for name in names
-        ]  # fmt: skip
-    return models, dict(contract.get("postprocessing") or {})
 
 
 def export_onnx_from_results(

@@ -32,8 +32,8 @@ from autoseg.inference.ensemble import ensemble_folders
 from autoseg.inference.folder_prediction import pending_cases, predict_folder, select_part
 from autoseg.inference.inputs import InputCase, discover_cases, verify_inputs
 from autoseg.inference.model import TrainedModel, calibrated
+from autoseg.inference.model_zip import load_model_zip
 from autoseg.inference.uncertainty import MemberGroup, predict_folder_with_uncertainty
-from autoseg.pipeline.export import load_model_zip
 from autoseg.pipeline.lesion_outputs import (
     LesionOutputs,
     case_sources,

@@ -14,12 +14,12 @@ from autoseg.core.atomic import write_json
 from autoseg.core.errors import InvalidInputError
 from autoseg.core.workspace import Workspace
 from autoseg.data.io import read_volume
+from autoseg.inference.model_zip import load_model_zip
 from autoseg.inference.outputs import read_probabilities
 from autoseg.pipeline.export import (
     CONTRACT_NAME,
     export_model_zip,
     export_onnx_from_results,
-    load_model_zip,
 )
 from autoseg.pipeline.predict_step import PredictOptions, predict
 from tests.pipeline.model_helpers import (

@@ -12,8 +12,9 @@ import pytest
 
 from autoseg.cli import EXIT_INVALID, predict_main
 from autoseg.core.errors import InvalidInputError
+from autoseg.inference.model_zip import load_model_zip
 from autoseg.pipeline import export as export_module
-from autoseg.pipeline.export import export_model_zip, load_model_zip
+from autoseg.pipeline.export import export_model_zip
 from tests.pipeline.model_helpers import hybrid_spec, make_plans, make_workspace, write_results
 from tests.reliability.helpers import error_lines, run_cli
 
@@ -64,7 +65,7 @@ def test_a_zip_bomb_is_refused_before_extraction(model: Path, tmp_path: Path, ca
 
 
 def test_total_size_is_capped(model: Path, tmp_path: Path, monkeypatch, capsys) -> None:
-    monkeypatch.setattr("autoseg.pipeline.model_zip.MAX_TOTAL_BYTES", 1024)
+    monkeypatch.setattr("autoseg.inference.model_zip.MAX_TOTAL_BYTES", 1024)
     code, lines = _predict(tmp_path, model, capsys)
     assert code == EXIT_INVALID
     (line,) = lines

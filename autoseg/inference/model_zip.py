@@ -1,34 +1,49 @@
-"""Opening a shared model zip safely: what it may hold, how large it may be, where it points.
+"""Loading a shared model zip safely: what it may hold, how large it may be, where it points.
 
 A model zip comes from someone else. Before anything is extracted every member is checked
 against the layout :func:`autoseg.pipeline.export.export_model_zip` writes (no other
 files, no paths leaving the archive, no links), and the sizes its central directory states
 against a cap, a compression-ratio bound and the free disk space; extraction then counts
 the bytes it writes, so a member cannot grow past what was checked (a 3.5 MB zip must not
-write 1 GiB). The contract may name only configuration folders inside the archive.
+write 1 GiB). The contract may name only configuration folders inside the archive;
+:func:`load_model_zip` then loads each with :meth:`TrainedModel.from_folder`.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import stat
+import tempfile
 import zipfile
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from autoseg.core.atomic import read_json
 from autoseg.core.errors import InvalidInputError
-from autoseg.core.run_layout import ConfigLayout
+from autoseg.core.run_layout import (
+    CHECKPOINTS,
+    DATASET_JSON,
+    FOLD_PREFIX,
+    INFERENCE_JSON,
+    PLANS_JSON,
+    ConfigLayout,
+    checkpoint_name,
+)
 from autoseg.data.capacity import size_text
+from autoseg.inference.model import TrainedModel, calibrated
 
 CONTRACT_NAME = "inference_contract.json"
 # What a results folder contributes to a model: JSON beside fold checkpoints, nothing else.
 CONFIGURATION_NAME = r"[A-Za-z0-9][A-Za-z0-9_.\-]*"
+_FOLD = rf"{FOLD_PREFIX}(?:\d+|all)"
+_CHECKPOINT = re.escape(checkpoint_name("KIND")).replace("KIND", f"(?:{'|'.join(CHECKPOINTS)})")
 ALLOWED_MEMBERS = re.compile(
-    rf"^(?:{re.escape(CONTRACT_NAME)}|inference\.json"
-    rf"|{CONFIGURATION_NAME}/(?:plans\.json|dataset\.json)"
-    rf"|{CONFIGURATION_NAME}/fold_(?:\d+|all)/checkpoint_(?:final|best|latest)\.pt"
-    rf"|{CONFIGURATION_NAME}/(?:fold_(?:\d+|all)/)?)$"
+    rf"^(?:{re.escape(CONTRACT_NAME)}|{re.escape(INFERENCE_JSON)}"
+    rf"|{CONFIGURATION_NAME}/(?:{re.escape(PLANS_JSON)}|{re.escape(DATASET_JSON)})"
+    rf"|{CONFIGURATION_NAME}/{_FOLD}/{_CHECKPOINT}"
+    rf"|{CONFIGURATION_NAME}/(?:{_FOLD}/)?)$"
 )
 ALLOWED_TEXT = (
     f"{CONTRACT_NAME}, <CONFIG>/plans.json, <CONFIG>/dataset.json and "
@@ -153,3 +168,39 @@ def contract_configurations(contract: Any, root: Path, zip_path: Path) -> list[s
     if problems:
         raise InvalidInputError(problems)
     return list(names)
+
+
+def load_model_zip(
+    path: str | os.PathLike, device: str = "cpu", calibrate: bool = True
+) -> tuple[list[TrainedModel], dict[str, Any]]:
+    """The models of an exported zip and the postprocessing of their ensemble (offline),
+    each with the temperature its contract records unless ``calibrate`` is False.
+
+    Raises:
+        InvalidInputError: an unsafe or incomplete zip, or checkpoints not matching their
+            plans.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InvalidInputError(f"{path}: model zip not found")
+    with tempfile.TemporaryDirectory(prefix="autoseg-model-") as tmp:
+        safe_extract(path, Path(tmp))
+        contract_path = Path(tmp) / CONTRACT_NAME
+        if not contract_path.is_file():
+            raise InvalidInputError(f"{path}: no {CONTRACT_NAME} (not an autoseg model zip)")
+        try:
+            contract = read_json(contract_path)
+        except ValueError as error:
+            raise InvalidInputError(f"{path}: {error}") from error
+        names = contract_configurations(contract, Path(tmp), path)
+        per = contract.get("per_configuration") or {}
+        checkpoint = contract.get("checkpoint", "final")
+        models = [
+            calibrated(
+                TrainedModel.from_folder(Path(tmp) / name, (per.get(name) or {}).get("folds"),
+                                         checkpoint, device),
+                float((per.get(name) or {}).get("temperature", 1.0)) if calibrate else 1.0,
+            )
+            for name in names
+        ]  # fmt: skip
+    return models, dict(contract.get("postprocessing") or {})
