@@ -1,10 +1,10 @@
 """Choosing postprocessing on cross-validation (the last step of ``autoseg_find_best``).
 
-Candidates are a foreground-probability threshold and a minimum lesion size (see
-:mod:`autoseg.inference.postprocess`), tried alone and together on the saved validation
-probabilities of the winning model. A choice is kept only if it raises the CV mean Dice
-without lowering the CV mean lesion F1: postprocessing that trades detections for overlap
-would hide lesions a reader cares about.
+Candidates are a foreground-probability threshold, a minimum lesion size and a minimum
+lesion peak probability (see :mod:`autoseg.inference.postprocess`), tried alone and
+together on the saved validation probabilities of the winning model. A choice is kept only
+if it raises the CV mean Dice without lowering the CV mean lesion F1: postprocessing that
+trades detections for overlap would hide lesions a reader cares about.
 """
 
 from __future__ import annotations
@@ -29,6 +29,9 @@ from autoseg.inference.postprocess import postprocess
 THRESHOLDS = (0.3, 0.4, 0.6, 0.7)
 # Smallest lesion volumes worth keeping, in mm^3, turned into voxels at the data's spacing.
 MIN_COMPONENT_MM3 = (5.0, 10.0, 20.0, 50.0, 100.0)
+# A component must reach this foreground probability somewhere to stay (tried without a
+# threshold: both act on the probabilities and together would multiply the candidates).
+MIN_COMPONENT_PEAKS = (0.8, 0.9, 0.95)
 MIN_DICE_GAIN = 1e-4
 
 
@@ -49,6 +52,9 @@ def candidate_specs(voxel_mm3: float) -> list[dict[str, Any]]:
         if size is not None:
             spec["min_component_voxels"] = size
         specs.append(spec)
+    for peak, size in itertools.product(MIN_COMPONENT_PEAKS, sizes):
+        spec = {"min_component_peak": peak}
+        specs.append(spec if size is None else {**spec, "min_component_voxels": size})
     return sorted(specs, key=len)
 
 

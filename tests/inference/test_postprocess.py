@@ -47,3 +47,21 @@ def test_bad_specs_fail_with_the_known_keys() -> None:
         postprocess(np.zeros((2, 2, 2), np.uint8), {"min_size": 3})
     with pytest.raises(ValueError, match="needs the probabilities"):
         postprocess(np.zeros((2, 2, 2), np.uint8), {"threshold": 0.5})
+
+
+def test_components_without_a_confident_voxel_are_removed_whatever_their_size() -> None:
+    lesion = np.zeros((1, 4, 8), np.float32)
+    lesion[0, 0, 0] = 0.97  # a one-voxel lesion the network is sure of
+    lesion[0, 2:4, 2:8] = 0.6  # twelve voxels it only leans towards
+    lesion[0, 0, 4] = 0.91  # a lone voxel just above the cut
+    probabilities = np.stack([1 - lesion, lesion])
+    labels = np.argmax(probabilities, 0).astype(np.uint8)
+    result = postprocess(labels, {"min_component_peak": 0.9}, probabilities)
+    assert np.argwhere(result).tolist() == [[0, 0, 0], [0, 0, 4]]
+    both = postprocess(labels, {"min_component_peak": 0.9, "min_component_voxels": 2},
+                       probabilities)  # fmt: skip
+    assert both.sum() == 0  # the peak cut first, then the size cut
+    with pytest.raises(ValueError, match="min_component_peak"):
+        postprocess(labels, {"min_component_peak": 1.5}, probabilities)
+    with pytest.raises(ValueError, match="needs the probabilities"):
+        postprocess(labels, {"min_component_peak": 0.9})

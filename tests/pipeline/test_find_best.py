@@ -134,3 +134,14 @@ def test_an_overconfident_model_is_calibrated_and_predict_applies_it(
     probabilities = np.load(out / "case000.npz")["probabilities"].astype(np.float64)
     expected = 1 / (1 + np.exp(-20.0 / fit["temperature"]))  # bias 20 of FOREGROUND
     assert probabilities[1].mean() == pytest.approx(expected, abs=1e-3)
+
+
+def test_postprocessing_candidates_include_a_peak_cut_without_a_threshold() -> None:
+    from autoseg.pipeline.cv_postprocessing import candidate_specs
+
+    specs = candidate_specs(8.0)  # 2 mm voxels
+    assert specs[0] == {}
+    assert {"min_component_peak": 0.9} in specs
+    assert {"min_component_peak": 0.9, "min_component_voxels": 2} in specs  # 5 mm^3 -> 1 -> 2
+    assert not [s for s in specs if "threshold" in s and "min_component_peak" in s]
+    assert len(specs) == len({tuple(sorted(s.items())) for s in specs})
