@@ -59,7 +59,7 @@ from autoseg.planning.planner import plan_dataset
 from autoseg.planning.preprocessing_entry import preprocessing_spec
 from autoseg.preprocessing.case import preprocess_case, revert_prediction
 from autoseg.preprocessing.dataset import preprocess_dataset
-from autoseg.preprocessing.spec import PreprocessingSpec
+from autoseg.plans.preprocessing import PreprocessingSpec
 
 CONFIGURATION = "3d_hybrid"
 MODES = ("before", "after")

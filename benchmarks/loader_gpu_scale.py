@@ -49,7 +49,7 @@ from autoseg.data.layout import RawDataset
 from autoseg.data.synthetic import synthesize
 from autoseg.preprocessing.cache import cached_case_ids
 from autoseg.preprocessing.dataset import cache_folder, preprocess_dataset
-from autoseg.preprocessing.spec import ChannelNormalization, PreprocessingSpec
+from autoseg.plans.preprocessing import ChannelNormalization, PreprocessingSpec
 from autoseg.training.device_augmentation import augment
 from autoseg.training.loader import make_training_loader
 

@@ -26,7 +26,7 @@ from autoseg.inference.predict import predict_case
 from autoseg.inference.settings import InferenceSettings
 from autoseg.preprocessing.case import preprocess_case, revert_prediction, revert_probabilities
 from autoseg.preprocessing.properties import PreprocessedCase
-from autoseg.preprocessing.spec import PreprocessingSpec
+from autoseg.plans.preprocessing import PreprocessingSpec
 
 
 class CasePredictionError(RuntimeError):

@@ -46,7 +46,7 @@ from autoseg.inference.predict import predict_case
 from autoseg.inference.predictor import select_part
 from autoseg.inference.settings import InferenceSettings
 from autoseg.preprocessing.case import preprocess_case, revert_probabilities
-from autoseg.preprocessing.spec import PreprocessingSpec
+from autoseg.plans.preprocessing import PreprocessingSpec
 
 LESION_CONNECTIVITY = 26
 

@@ -26,9 +26,9 @@ from autoseg.data.workspace import Workspace
 from autoseg.inference.settings import InferenceSettings
 from autoseg.networks import build_network
 from autoseg.planning.device import check_device
-from autoseg.planning.plans import load_plans
+from autoseg.plans import load_plans
 from autoseg.planning.preprocessing_entry import preprocessing_spec
-from autoseg.preprocessing.spec import PreprocessingSpec
+from autoseg.plans.preprocessing import PreprocessingSpec
 from autoseg.training.checkpoint import load_checkpoint
 
 CHECKPOINTS = ("final", "best", "latest")

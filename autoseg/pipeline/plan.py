@@ -16,7 +16,7 @@ from autoseg.data.paths import ensure_writable_dir
 from autoseg.data.verify import require_valid
 from autoseg.data.workspace import Workspace
 from autoseg.planning.planner import plan_dataset
-from autoseg.planning.plans import Plans
+from autoseg.plans import Plans
 from autoseg.planning.preprocessing_entry import preprocessing_spec
 from autoseg.preprocessing import preprocess_dataset
 from autoseg.training.splits import load_or_create_splits

@@ -28,7 +28,7 @@ from autoseg.networks import build_network
 from autoseg.networks.base import cpu_threads, to_channels_last
 from autoseg.planning.device import check_device
 from autoseg.planning.feasibility import check_trainable
-from autoseg.planning.plans import Plans, load_plans, write_plans
+from autoseg.plans import Plans, load_plans, write_plans
 from autoseg.training import callbacks as cb
 from autoseg.training.augmentation import AUGMENT_ON
 from autoseg.training.batches import LoaderBatches, PatchGrowth

@@ -2,7 +2,7 @@
 
 A configuration carries ``spacing_mm``, ``normalization`` (one entry per channel) and
 a ``preprocessing`` object (crop_to_nonzero, n4, ...); together they are exactly a
-:class:`autoseg.preprocessing.spec.PreprocessingSpec`, whose ``data_id`` names the cache.
+:class:`autoseg.plans.preprocessing.PreprocessingSpec`, whose ``data_id`` names the cache.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from autoseg.data.errors import InvalidInputError
-from autoseg.preprocessing.spec import PreprocessingSpec
+from autoseg.plans.preprocessing import PreprocessingSpec
 
 
 def spec_payload(config: dict[str, Any]) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from autoseg.preprocessing.case import (
 from autoseg.preprocessing.crop import CropBox
 from autoseg.preprocessing.dataset import CasePreprocessingError, cache_folder, preprocess_dataset
 from autoseg.preprocessing.properties import CaseProperties, PreprocessedCase
-from autoseg.preprocessing.spec import ChannelNormalization, PreprocessingSpec
+from autoseg.plans.preprocessing import ChannelNormalization, PreprocessingSpec
 
 __all__ = [
     "CasePreprocessingError",

@@ -32,7 +32,7 @@ from autoseg.preprocessing.resample import (
     target_shape,
     thick_axis,
 )
-from autoseg.preprocessing.spec import PreprocessingSpec
+from autoseg.plans.preprocessing import PreprocessingSpec
 
 
 def read_case(

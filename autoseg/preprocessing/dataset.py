@@ -17,7 +17,7 @@ from autoseg.data.records import Case
 from autoseg.data.resources import worker_pool
 from autoseg.preprocessing.cache import SPEC_FILE, is_finished, save_case
 from autoseg.preprocessing.case import preprocess_case
-from autoseg.preprocessing.spec import PreprocessingSpec
+from autoseg.plans.preprocessing import PreprocessingSpec
 
 
 class CasePreprocessingError(RuntimeError):

@@ -21,7 +21,7 @@ from torch import nn
 from autoseg.data.atomic import write_json
 from autoseg.data.workspace import Workspace
 from autoseg.networks import build_network, register_network, registry
-from autoseg.planning.plans import Plans, finalize, write_plans
+from autoseg.plans import Plans, finalize, write_plans
 from autoseg.training.checkpoint import save_checkpoint
 from tests.conftest import tiny_meta, write_tiny_dataset
 from tests.networks.conftest import TINY

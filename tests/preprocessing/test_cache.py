@@ -26,7 +26,7 @@ from autoseg.preprocessing.dataset import (
     cache_folder,
     preprocess_dataset,
 )
-from autoseg.preprocessing.spec import ChannelNormalization, PreprocessingSpec
+from autoseg.plans.preprocessing import ChannelNormalization, PreprocessingSpec
 
 SPEC = PreprocessingSpec(
     spacing_mm=(3.0, 2.0, 2.0), normalization=(ChannelNormalization("zscore"),)

@@ -17,7 +17,7 @@ from autoseg.preprocessing.case import (
     revert_prediction,
     revert_probabilities,
 )
-from autoseg.preprocessing.spec import ChannelNormalization, PreprocessingSpec
+from autoseg.plans.preprocessing import ChannelNormalization, PreprocessingSpec
 from tests.conftest import tiny_meta
 
 MR = (ChannelNormalization("zscore_brain"),)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from autoseg.preprocessing.normalize import n4_correct, normalize, normalize_channel
-from autoseg.preprocessing.spec import ChannelNormalization
+from autoseg.plans.preprocessing import ChannelNormalization
 
 
 def brain_image(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
