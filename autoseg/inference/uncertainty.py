@@ -45,8 +45,8 @@ from autoseg.inference.postprocess import check_postprocessing, postprocess
 from autoseg.inference.predict import predict_case
 from autoseg.inference.predictor import select_part
 from autoseg.inference.settings import InferenceSettings
-from autoseg.preprocessing.case import preprocess_case, revert_probabilities
 from autoseg.plans.preprocessing import PreprocessingSpec
+from autoseg.preprocessing.case import preprocess_case, revert_probabilities
 
 LESION_CONNECTIVITY = 26
 

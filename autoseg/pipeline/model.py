@@ -26,8 +26,7 @@ from autoseg.data.workspace import Workspace
 from autoseg.inference.settings import InferenceSettings
 from autoseg.networks import build_network
 from autoseg.planning.device import check_device
-from autoseg.plans import load_plans
-from autoseg.planning.preprocessing_entry import preprocessing_spec
+from autoseg.plans import Configuration, load_plans
 from autoseg.plans.preprocessing import PreprocessingSpec
 from autoseg.training.checkpoint import load_checkpoint
 
@@ -56,7 +55,7 @@ class TrainedModel:
     """
 
     configuration: str
-    entry: dict[str, Any] = field(repr=False)
+    entry: Configuration = field(repr=False)
     plans_id: str
     labels: dict[str, int]
     channel_names: dict[str, str]
@@ -165,12 +164,12 @@ def read_dataset_json(config_dir: Path) -> tuple[dict[str, int], dict[str, str]]
     return parsed.labels, parsed.channel_names
 
 
-def load_network(path: Path, plans_id: str, entry: dict[str, Any], device: str) -> nn.Module:
+def load_network(path: Path, plans_id: str, entry: Configuration, device: str) -> nn.Module:
     """One fold's network from its checkpoint, refusing checkpoints of other plans."""
     payload = load_checkpoint(path, plans_id, map_location="cpu")
     if payload.get("plans_id") is None:
         raise InvalidInputError(f"{path}: records no plans_id; cannot tell which plans it fits")
-    network = build_network(payload.get("network") or entry["network"])
+    network = build_network(payload.get("network") or entry.network.to_json())
     try:
         network.load_state_dict(payload["model"])
     except (KeyError, RuntimeError) as error:
@@ -209,11 +208,12 @@ def load_model_folder(
     device = resolve_device(device)
     paths = [config_dir / f"fold_{f}" / f"checkpoint_{checkpoint}.pt" for f in chosen]
     networks = tuple(load_network(path, plans.plans_id, entry, device) for path in paths)
-    num_classes = int(entry["network"]["kwargs"].get("num_classes", len(labels)))
+    num_classes = entry.network.num_classes
+    num_classes = len(labels) if num_classes is None else num_classes
     settings = InferenceSettings.from_configuration(entry, num_classes, device=device)
     return TrainedModel(
         config_dir.name, entry, plans.plans_id, labels, channels,
-        preprocessing_spec(entry), settings, networks, tuple(chosen), config_dir,
+        entry.preprocessing_spec, settings, networks, tuple(chosen), config_dir,
         checkpoint, tuple(file_sha256(path) for path in paths),
     )  # fmt: skip
 
@@ -292,9 +292,7 @@ def recommended_configuration(results_dir: Path, checkpoint: str) -> str:
         raise InvalidInputError(
             f"{results_dir}: no configuration has a trained fold with checkpoint_{checkpoint}.pt"
         )
-    recommended = load_plans(results_dir / trained[0] / "plans.json").payload.get(
-        "recommended_configuration"
-    )
+    recommended = load_plans(results_dir / trained[0] / "plans.json").recommended_configuration
     if recommended in trained:
         return recommended
     if len(trained) == 1:

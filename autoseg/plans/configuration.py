@@ -111,10 +111,10 @@ class TrainingSchedule(Record):
         return bool(self.amp) and "amp" not in self.absent_keys
 
     def optimizer_settings(self) -> dict[str, Any]:
-        """Keyword arguments of the registered optimiser (``betas`` when the plans set it)."""
-        settings = {"lr": self.lr, "momentum": self.momentum,
-                    "weight_decay": self.weight_decay, "nesterov": self.nesterov}  # fmt: skip
-        return settings | ({} if self.betas is None else {"betas": self.betas})
+        """The optimiser keywords the plans state; the registered optimiser's own defaults
+        fill the rest (AdamW's learning rate and weight decay are not SGD's)."""
+        keys = ("lr", "momentum", "weight_decay", "nesterov", "betas")
+        return {k: getattr(self, k) for k in keys if k not in self.absent_keys}
 
     def schedule_settings(self) -> dict[str, Any]:
         """Keyword arguments of the registered LR schedule."""
@@ -255,7 +255,12 @@ class Configuration(Record):
     @property
     def slices(self) -> int:
         """Slices per input stack: the slice context's for 2D, else 1."""
-        return self.slice_context.slices if self.dims == 2 and self.slice_context else 1
+        return self.slices_stated if self.dims == 2 else 1
+
+    @property
+    def slices_stated(self) -> int:
+        """The slice context's slices, 1 when the entry has none."""
+        return 1 if self.slice_context is None else int(self.slice_context.slices)
 
     @property
     def preprocessing_spec(self) -> PreprocessingSpec:

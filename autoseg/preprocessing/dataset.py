@@ -15,9 +15,9 @@ from autoseg.data.errors import InvalidInputError
 from autoseg.data.layout import RawDataset
 from autoseg.data.records import Case
 from autoseg.data.resources import worker_pool
+from autoseg.plans.preprocessing import PreprocessingSpec
 from autoseg.preprocessing.cache import SPEC_FILE, is_finished, save_case
 from autoseg.preprocessing.case import preprocess_case
-from autoseg.plans.preprocessing import PreprocessingSpec
 
 
 class CasePreprocessingError(RuntimeError):

@@ -17,8 +17,8 @@ from autoseg.inference.outputs import CaseOutputs
 from autoseg.inference.predict import predict_case
 from autoseg.inference.predictor import CasePredictionError, predict_folder, select_part
 from autoseg.inference.settings import InferenceSettings
-from autoseg.preprocessing.case import preprocess_case, revert_prediction
 from autoseg.plans.preprocessing import PreprocessingSpec
+from autoseg.preprocessing.case import preprocess_case, revert_prediction
 from tests.inference.conftest import bright_is_lesion
 
 
