@@ -60,7 +60,7 @@ def toy() -> Iterator[ConfigurationKind]:
 
 def test_the_built_in_configurations_are_registered() -> None:
     assert configuration_names() == BUILT_IN
-    with pytest.raises(InvalidInputError, match="known: 3d_hybrid, 2.5d_unet, 2d_lcnn"):
+    with pytest.raises(InvalidInputError, match=r"known: 3d_hybrid, 2\.5d_unet, 2d_lcnn"):
         configuration_kind("3d_unet")
 
 

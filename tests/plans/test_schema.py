@@ -140,8 +140,9 @@ def test_the_schema_does_not_import_torch() -> None:
 
 
 def test_no_stage_decodes_plans_dicts_itself() -> None:
-    got = re.compile(r"""\.get\(\s*["'](%s)["']""" % "|".join(PLANS_KEYS))
-    part = re.compile(r"""\[["'](%s)["']\](?!\s*=[^=])""" % "|".join(PARTS))
+    keys, parts = "|".join(PLANS_KEYS), "|".join(PARTS)
+    got = re.compile(rf"""\.get\(\s*["']({keys})["']""")
+    part = re.compile(rf"""\[["']({parts})["']\](?!\s*=[^=])""")
     found = [
         f"{path.relative_to(PACKAGE)}:{number}: {line.strip()}"
         for path in sorted(PACKAGE.rglob("*.py"))
