@@ -7,6 +7,7 @@ from typing import Any
 
 from autoseg.inference.slices import SLICE_PADDINGS
 from autoseg.plans import Configuration, InferenceWindow
+from autoseg.plans.configuration import window_part
 
 PROBABILITY_DTYPES = ("float16", "float32")
 WINDOW = InferenceWindow()  # the plans' defaults, declared in autoseg.plans
@@ -92,18 +93,18 @@ class InferenceSettings:
 
     @classmethod
     def from_configuration(
-        cls, configuration: Configuration, num_classes: int, **overrides: Any
+        cls, configuration: Configuration | dict[str, Any], num_classes: int, **overrides: Any
     ) -> InferenceSettings:
         """Settings from a configuration of the plans, with flags as overrides.
 
         Reads ``patch_size``, ``slice_context.slices`` and the ``inference`` window
         (``step``, ``gaussian``, ``gaussian_sigma_scale``, ``mirror_axes``).
         """
-        window = configuration.inference
+        patch, slices, window = window_part(configuration)
         values = {
-            "patch_size": tuple(configuration.patch_size),
+            "patch_size": tuple(patch),
             "num_classes": num_classes,
-            "slices": configuration.slices_stated,
+            "slices": slices,
             "step": float(window.step),
             "gaussian": bool(window.gaussian),
             "sigma_scale": float(window.gaussian_sigma_scale),

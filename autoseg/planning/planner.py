@@ -74,6 +74,8 @@ def plan_configuration(name: str, fingerprint: dict, budget: Budget) -> dict[str
         len(fingerprint["labels"]), 2 * rules.slice_context(spacing) + 1, budget.device == "cpu",
     )  # fmt: skip
     rungs = kind.rungs(inputs, kind.level_count(budget))
+    if any(rung.network["name"] != kind.network for rung in rungs):
+        raise ValueError(f"configuration '{name}': its rungs must build '{kind.network}'")
     voxels = rules.dataset_voxels_at(fingerprint, spacing)
     choice = fit_ladder(rungs, budget, max_batch(voxels, rungs[-1].patch), kind.can_checkpoint)
     return configuration_entry(name, choice, spacing, fingerprint, budget)

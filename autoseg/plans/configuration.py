@@ -275,3 +275,20 @@ class Configuration(Record):
             )
         except (TypeError, ValueError) as error:
             raise InvalidInputError(f"plans: invalid preprocessing entry ({error})") from error
+
+
+def window_part(
+    entry: Configuration | dict[str, Any],
+) -> tuple[tuple[int, ...], int, InferenceWindow]:
+    """What a sliding window needs of a configuration: patch, slices per stack, window.
+
+    Args:
+        entry: a configuration, or a JSON entry holding at least ``patch_size`` (and
+            ``slice_context`` / ``inference`` where they are not the defaults).
+    """
+    if isinstance(entry, Configuration):
+        return entry.patch_size, entry.slices_stated, entry.inference
+    context = entry.get("slice_context")
+    slices = 1 if context is None else SliceContext.from_json(context, "slice_context").slices
+    window = InferenceWindow.from_json(entry.get("inference", {}), "inference")
+    return tuple(entry["patch_size"]), int(slices), window
