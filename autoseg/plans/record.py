@@ -119,9 +119,7 @@ class Record:
         """Read access to the JSON form (``config["patch_size"]``), for reports and tests."""
         return self.to_json()[key]
 
-    def replace(self: R, **changes: Any) -> R:
-        """A copy with fields changed; a changed field counts as present."""
-        return dataclasses.replace(self, **changes, absent_keys=self.absent_keys - set(changes))
+    __iter__ = None  # not a mapping: iterating would call __getitem__ with 0, 1, ...
 
 
 def _required(spec: dataclasses.Field) -> bool:
