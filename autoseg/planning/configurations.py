@@ -1,9 +1,17 @@
 """Configurations by registration: each one's planner rungs, size levels and recommendation
 rule, in one :class:`ConfigurationKind` record.
 
-The planner plans every registered configuration; adding one is a
-:func:`register_configuration` call (see ``docs/architecture.md``). An unknown name fails
-with the list of known ones.
+The planner plans every registered configuration, training and prediction take any name the
+plans hold, and an unknown name fails with the list of known ones. Adding a configuration
+is one call (``tests/planning/test_configurations.py`` registers a toy one)::
+
+    def my_rungs(inputs: LadderInputs, levels: int) -> list[Rung]:
+        ...  # smallest first: Rung({"name": "3d_hybrid", "kwargs": {...}}, patch)
+
+    register_configuration(ConfigurationKind("3d_small", "3d_hybrid", levels=3,
+                                             cpu_levels=2, rungs=my_rungs))
+
+The network must be a registered one (:func:`autoseg.networks.list_networks`).
 """
 
 from __future__ import annotations
