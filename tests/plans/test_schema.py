@@ -7,6 +7,7 @@ import json
 import re
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -44,13 +45,7 @@ PARTS = ("training", "inference", "augmentation", "slice_context", "preprocessin
 NOT_A_STAGE = ("plans", "reporting")
 
 
-def golden_copy(tmp_path: Path, golden: Path) -> Path:
-    path = tmp_path / "plans.json"
-    path.write_text(golden.read_text())
-    return path
-
-
-def edited(tmp_path: Path, change: callable) -> Path:
+def edited(tmp_path: Path, change: Callable[[dict], object]) -> Path:
     payload = json.loads(GOLDEN[0].read_text())
     change(payload)
     path = tmp_path / "edited.json"
@@ -116,7 +111,7 @@ def test_missing_keys_take_the_defaults_and_stay_missing(tmp_path: Path) -> None
     ],
 )  # fmt: skip
 def test_unknown_keys_are_refused_naming_key_and_file(
-    change: callable, where: str, tmp_path: Path
+    change: Callable[[dict], object], where: str, tmp_path: Path
 ) -> None:
     path = edited(tmp_path, change)
     with pytest.raises(InvalidInputError) as error:
