@@ -114,7 +114,8 @@ class TrainingSchedule(Record):
         """The optimiser keywords the plans state; the registered optimiser's own defaults
         fill the rest (AdamW's learning rate and weight decay are not SGD's)."""
         keys = ("lr", "momentum", "weight_decay", "nesterov", "betas")
-        return {k: getattr(self, k) for k in keys if k not in self.absent_keys}
+        stated = {k: getattr(self, k) for k in keys if k not in self.absent_keys}
+        return {k: v for k, v in stated.items() if v is not None}
 
     def schedule_settings(self) -> dict[str, Any]:
         """Keyword arguments of the registered LR schedule."""
