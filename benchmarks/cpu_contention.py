@@ -13,25 +13,30 @@ on every core, like a second training job): per-case prediction through the user
 
 Modes as in ``cpu_predict_cost.py``: ``before`` puts back the old code in this process
 (torch's own thread count, the flush in the calling thread only, the first crop rule only),
-``after`` is this tree. ``--threads`` adds rows with torch's intra-op threads set by hand
-(0: what the mode chooses), to show what oversubscription costs.
+``after`` is this tree; ``blind`` is this tree with the neighbour probe read as zero (the
+thread count capped by the quota only, as before prediction yielded cores to busy
+neighbours). ``--threads`` adds rows with torch's intra-op threads set by hand (0: what the
+mode chooses), to show what oversubscription costs. Training steps do not probe: the
+``train`` columns show what a neighbour costs a training job.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 from cpu_predict_cost import (
     CONFIGURATION,
-    MODES,
     behaviour,
     make_set,
     plan_and_preprocess,
@@ -40,6 +45,7 @@ from cpu_predict_cost import (
 )
 
 from autoseg.data.resources import available_cores
+from autoseg.inference import predict as predict_module
 from autoseg.inference.settings import InferenceSettings
 from autoseg.networks.base import flushed_denormals
 from autoseg.pipeline.training import TrainOptions, build_trainer, load_fold
@@ -53,6 +59,24 @@ print("ready", flush=True)
 while True:
     b = a @ a
 """
+
+
+MODES = ("before", "blind", "after")
+
+
+@contextlib.contextmanager
+def mode_behaviour(mode: str) -> Iterator[None]:
+    """``blind``: this tree, but prediction sees no busy neighbour; else as cpu_predict_cost."""
+    if mode != "blind":
+        with behaviour(mode):
+            yield
+        return
+    saved = predict_module._NEIGHBOURS
+    predict_module._NEIGHBOURS = SimpleNamespace(cores=lambda: 0.0)
+    try:
+        yield
+    finally:
+        predict_module._NEIGHBOURS = saved
 
 
 def start_competitor(threads: int) -> subprocess.Popen:
@@ -100,7 +124,7 @@ def measure(setup: dict, mode: str, threads: int, repeats: int) -> dict[str, flo
     try:
         if threads:
             torch.set_num_threads(threads)
-        with behaviour(mode):
+        with mode_behaviour(mode):
             cases = [time_case(case, setup["network"], setup["spec"], setup["settings"],
                                setup["out"]).total_s
                      for _ in range(repeats) for case in setup["cases"]]  # fmt: skip
@@ -109,6 +133,21 @@ def measure(setup: dict, mode: str, threads: int, repeats: int) -> dict[str, flo
     finally:
         torch.set_num_threads(default)
     return {"predict": statistics.median(cases), "step": step, "threads": used}
+
+
+HEADER = (
+    "\n| mode | threads alone/beside | predict s/case alone | beside | slowdown "
+    "| train s/step alone | beside | slowdown |\n|---|---|---|---|---|---|---|---|"
+)
+
+
+def table_row(mode: str, alone: dict[str, float], beside: dict[str, float]) -> str:
+    """One markdown row: thread counts, then prediction and training alone/beside/ratio."""
+    cells = [mode, f"{alone['threads']:.0f}/{beside['threads']:.0f}"]
+    for key, digits in (("predict", 2), ("step", 3)):
+        ratio = beside[key] / alone[key]
+        cells += [f"{alone[key]:.{digits}f}", f"{beside[key]:.{digits}f}", f"{ratio:.2f}"]
+    return "| " + " | ".join(cells) + " |"
 
 
 def run(args: argparse.Namespace, work: Path) -> None:
@@ -127,8 +166,7 @@ def run(args: argparse.Namespace, work: Path) -> None:
                  entry, int(entry.network.kwargs["num_classes"]), device="cpu",
                  tta=args.tta),
              "trainer": trainer, "batches": batches, "out": work / "out"}  # fmt: skip
-    print("\n| mode | threads | predict s/case alone | beside | slowdown | train s/step alone "
-          "| beside | slowdown |\n|---|---|---|---|---|---|---|---|")  # fmt: skip
+    print(HEADER)
     for mode in args.modes:
         for threads in args.threads:
             alone = measure(setup, mode, threads, args.repeats)
@@ -137,13 +175,7 @@ def run(args: argparse.Namespace, work: Path) -> None:
                 beside = measure(setup, mode, threads, args.repeats)
             finally:
                 stop(competitor)
-            print(
-                f"| {mode} | {alone['threads']:.0f} | {alone['predict']:.2f} | "
-                f"{beside['predict']:.2f} | {beside['predict'] / alone['predict']:.2f} | "
-                f"{alone['step']:.3f} | {beside['step']:.3f} | "
-                f"{beside['step'] / alone['step']:.2f} |",
-                flush=True,
-            )
+            print(table_row(mode, alone, beside), flush=True)
 
 
 def parse() -> argparse.Namespace:

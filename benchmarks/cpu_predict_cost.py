@@ -73,7 +73,7 @@ def old_behaviour() -> Iterator[None]:
         torch.set_flush_denormal(enabled)
         return False
 
-    def no_cap(reserve: int = 0) -> int:
+    def no_cap(reserve: int = 0, busy_elsewhere: float = 0.0) -> int:
         return torch.get_num_threads()
 
     saved = (base.set_flush_denormal_everywhere, predict_module.cpu_threads,

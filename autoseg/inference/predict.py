@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator, Sequence
 import numpy as np
 import torch
 
+from autoseg.data.resources import BusyElsewhere
 from autoseg.inference.settings import InferenceSettings
 from autoseg.inference.sliding_window import NetworkFn, sliding_window_inference
 from autoseg.inference.tta import Axes, mirror_combinations, mirrored
@@ -23,6 +24,8 @@ from autoseg.networks.base import (
     flushed_denormals,
     to_channels_last,
 )
+
+_NEIGHBOURS = BusyElsewhere()  # read once per case: what other processes used meanwhile
 
 
 def mirror_set(settings: InferenceSettings) -> list[Axes]:
@@ -106,7 +109,8 @@ def predict_case(
         raise ValueError("predict_case needs at least one network")
     image = torch.as_tensor(image)
     if torch.device(settings.device).type == "cpu":
-        cpu_threads()  # no more threads than the cgroup quota runs
+        # no more threads than the quota runs and the neighbours leave free
+        cpu_threads(busy_elsewhere=_NEIGHBOURS.cores())
     with torch.inference_mode(), _eval_mode(networks), flushed_denormals(settings.device):
         total: torch.Tensor | None = None
         for network in networks:

@@ -236,22 +236,42 @@ def _openmp_runtime() -> ctypes.CDLL | None:
     return None
 
 
-def cpu_threads(reserve: int = 0) -> int:
-    """Cap torch's intra-op threads at the cores this process may use, less ``reserve``.
+@dataclass
+class _ThreadCeiling:
+    """The pool size before autoseg lowered it, so a later call may raise it again."""
 
-    torch sizes its pool from the machine's cores; under a cgroup quota (containers, SLURM)
-    or beside loader workers it then runs more busy threads than cores, and every parallel
-    region waits for the thread the scheduler put aside. The count is only ever lowered
-    (an explicit ``OMP_NUM_THREADS`` or ``torch.set_num_threads`` smaller stays).
+    ceiling: int = 0
+    set_by_autoseg: int = 0
+
+
+_POOL = _ThreadCeiling()
+
+
+def cpu_threads(reserve: int = 0, busy_elsewhere: float = 0.0) -> int:
+    """Fit torch's intra-op threads to the cores this process may use and finds free.
+
+    torch sizes its pool from the machine's cores; under a cgroup quota (containers, SLURM),
+    beside loader workers or beside another CPU-heavy process it then runs more busy threads
+    than cores, and every parallel region spins waiting for the thread the scheduler put
+    aside. The count never exceeds what torch had before autoseg first changed it (an
+    explicit ``OMP_NUM_THREADS`` or ``torch.set_num_threads`` stays the ceiling) and comes
+    back up to it when the neighbours go quiet.
 
     Args:
         reserve: cores kept for other busy processes of this job (the training loader's
             workers); the network keeps at least one thread.
+        busy_elsewhere: cores other processes keep busy now
+            (:class:`autoseg.data.resources.BusyElsewhere`); rounded, as many are yielded.
 
     Returns:
         The thread count now in force.
     """
-    threads = max(1, min(torch.get_num_threads(), available_cores() - max(0, reserve)))
-    if threads != torch.get_num_threads():
+    current = torch.get_num_threads()
+    if current != _POOL.set_by_autoseg:  # first call, or the count was set by someone else
+        _POOL.ceiling = current
+    free = available_cores() - max(0, reserve) - math.floor(max(0.0, busy_elsewhere) + 0.5)
+    threads = max(1, min(_POOL.ceiling, free))
+    if threads != current:
         torch.set_num_threads(threads)
+    _POOL.set_by_autoseg = threads
     return threads

@@ -328,7 +328,7 @@ def build_callbacks(
     workspace: Workspace, data: FoldData, fold: int | str, folder: Path, options: TrainOptions
 ) -> list[cb.Callback]:
     """Flag-setting hooks on every rank first, then rank 0's writers (see callbacks)."""
-    hooks: list[cb.Callback] = [cb.SignalCheckpoint()]
+    hooks: list[cb.Callback] = [cb.SignalCheckpoint(), cb.YieldToNeighbours()]
     if options.max_minutes is not None:
         hooks.append(cb.TimeBudget(options.max_minutes))
     if options.early_stopping_patience is not None:

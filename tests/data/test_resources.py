@@ -79,3 +79,45 @@ def test_available_cores_rounds_a_quota_down_but_keeps_one(
     for quota, cores in ((None, 16), (2.7, 2), (0.5, 1), (64.0, 16)):
         monkeypatch.setattr(resources, "cgroup_cpu_limit", lambda q=quota: q)
         assert resources.available_cores() == cores
+
+
+def _stat(path: Path, cpu0: tuple[int, ...], cpu1: tuple[int, ...]) -> Path:
+    """A /proc/stat with two CPUs (user nice system idle iowait irq softirq steal, ticks)."""
+    total = [a + b for a, b in zip(cpu0, cpu1, strict=True)]
+    lines = [f"cpu  {' '.join(map(str, total))} 0 0", f"cpu0 {' '.join(map(str, cpu0))} 0 0",
+             f"cpu1 {' '.join(map(str, cpu1))} 0 0", "intr 12345 0 0", "ctxt 999"]  # fmt: skip
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_busy_cpu_seconds_counts_the_chosen_cpus_without_idle_or_iowait(
+    tmp_path: Path,
+) -> None:
+    import os
+
+    stat = _stat(tmp_path / "stat", (10, 1, 5, 900, 7, 2, 3, 0), (40, 0, 20, 800, 1, 0, 0, 4))
+    hertz = os.sysconf("SC_CLK_TCK")
+    assert resources.busy_cpu_seconds(stat, {0}) == pytest.approx(21 / hertz)
+    assert resources.busy_cpu_seconds(stat, {0, 1}) == pytest.approx(85 / hertz)
+    assert resources.busy_cpu_seconds(tmp_path / "missing", {0}) is None
+
+
+def test_busy_elsewhere_subtracts_this_process_and_divides_by_wall_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    hertz = os.sysconf("SC_CLK_TCK")
+    stat = _stat(tmp_path / "stat", (0,) * 8, (0,) * 8)
+    clock = {"wall": 100.0, "own": 5.0}
+    monkeypatch.setattr(resources.time, "monotonic", lambda: clock["wall"])
+    monkeypatch.setattr(resources.time, "process_time", lambda: clock["own"])
+    monkeypatch.setattr(resources.time, "sleep", lambda s: clock.update(wall=clock["wall"] + s))
+    monkeypatch.setattr(resources, "usable_cpu_ids", lambda: {0, 1})
+    probe = resources.BusyElsewhere(stat)
+    assert probe.cores() == 0.0  # first reading waits for a second one: nothing moved
+    # 10 s later: both CPUs busy 10 s each (20 CPU-s), this process used 6 of them
+    _stat(stat, (10 * hertz, 0, 0, 0, 0, 0, 0, 0), (10 * hertz, 0, 0, 0, 0, 0, 0, 0))
+    clock.update(wall=clock["wall"] + 10, own=clock["own"] + 6)
+    assert probe.cores() == pytest.approx(1.4)
+    assert resources.BusyElsewhere(tmp_path / "missing").cores() == 0.0

@@ -57,3 +57,20 @@ def test_cpu_threads_only_lowers_the_count(monkeypatch: pytest.MonkeyPatch) -> N
         assert base.cpu_threads(reserve=10) == 1  # the network keeps one thread
     finally:
         torch.set_num_threads(before)
+
+
+def test_cpu_threads_yields_to_busy_neighbours_and_comes_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(3)
+        monkeypatch.setattr(base, "available_cores", lambda: 4)
+        assert base.cpu_threads(busy_elsewhere=0.4) == 3  # a shell's worth is ignored
+        assert base.cpu_threads(busy_elsewhere=1.6) == 2  # 4 cores less 2 busy elsewhere
+        assert base.cpu_threads(busy_elsewhere=3.7) == 1
+        assert base.cpu_threads(busy_elsewhere=0.0) == 3  # back up to the ceiling, not 4
+        torch.set_num_threads(2)  # someone else sets the count: that is the new ceiling
+        assert base.cpu_threads(busy_elsewhere=0.0) == 2
+    finally:
+        torch.set_num_threads(before)

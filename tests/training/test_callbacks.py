@@ -8,7 +8,9 @@ import signal
 from pathlib import Path
 
 import pytest
+import torch
 
+from autoseg.training import callbacks as cb
 from autoseg.training.callbacks import (
     Callback,
     EarlyStopping,
@@ -103,3 +105,28 @@ def test_sigusr1_checkpoints_mid_epoch_and_interrupts(tmp_path: Path) -> None:
     assert not (tmp_path / "checkpoint_final.pt").exists()
     assert signal.getsignal(signal.SIGUSR1) == handler_before  # handler restored
     assert EXIT_INTERRUPTED not in (0, 1, 2)
+
+
+def test_yield_to_neighbours_gives_back_the_cores_others_use(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from types import SimpleNamespace
+
+    calls: list[tuple[int, float]] = []
+
+    def record(reserve: int = 0, busy_elsewhere: float = 0.0) -> None:
+        calls.append((reserve, busy_elsewhere))
+
+    monkeypatch.setattr(cb, "cpu_threads", record)
+    hook = cb.YieldToNeighbours(probe=SimpleNamespace(cores=lambda: 1.3))
+    single = SimpleNamespace(world_size=1)
+    hook.trainer = SimpleNamespace(
+        device=torch.device("cpu"), context=single, batches=SimpleNamespace(num_workers=1)
+    )
+    hook.before_epoch()
+    assert calls == [(1, 1.3)]  # the loader's worker reserved, 1.3 cores yielded
+    hook.trainer.context = SimpleNamespace(world_size=2)  # DDP ranks would count each other
+    hook.before_epoch()
+    hook.trainer.context, hook.trainer.device = SimpleNamespace(world_size=1), torch.device("meta")
+    hook.before_epoch()
+    assert calls == [(1, 1.3)]
