@@ -50,7 +50,6 @@ from autoseg.inference import case_prediction as predict_module
 from autoseg.inference.settings import InferenceSettings
 from autoseg.pipeline.fold_data import load_fold
 from autoseg.pipeline.fold_trainer import TrainOptions, build_trainer
-from autoseg.planning.preprocessing_entry import preprocessing_spec
 
 COMPETITOR = """
 import sys, torch
@@ -163,9 +162,9 @@ def run(args: argparse.Namespace, work: Path) -> None:
     network = train_snapshots(workspace, [args.iterations], work)[f"{args.iterations} it"]
     trainer, batches = training_batches(workspace, args.steps, work)
     (work / "out").mkdir(parents=True, exist_ok=True)
-    setup = {"network": network, "spec": preprocessing_spec(entry), "cases": case_set.cases,
+    setup = {"network": network, "spec": entry.preprocessing_spec, "cases": case_set.cases,
              "settings": InferenceSettings.from_configuration(
-                 entry, int(entry["network"]["kwargs"]["num_classes"]), device="cpu",
+                 entry, int(entry.network.kwargs["num_classes"]), device="cpu",
                  tta=args.tta),
              "trainer": trainer, "batches": batches, "out": work / "out"}  # fmt: skip
     print(HEADER)

@@ -56,10 +56,9 @@ from autoseg.inference.tiles import tile_positions
 from autoseg.pipeline.fold_data import load_fold
 from autoseg.pipeline.fold_trainer import TrainOptions, build_trainer
 from autoseg.planning.planner import plan_dataset
-from autoseg.planning.preprocessing_entry import preprocessing_spec
+from autoseg.plans.preprocessing import PreprocessingSpec
 from autoseg.preprocessing.case import preprocess_case, revert_prediction
 from autoseg.preprocessing.dataset import preprocess_dataset
-from autoseg.preprocessing.spec import PreprocessingSpec
 from autoseg.synthetic.generate import synthesize
 
 CONFIGURATION = "3d_hybrid"
@@ -121,7 +120,7 @@ def plan_and_preprocess(workspace: Workspace) -> dict:
     plans = plan_dataset(workspace, "Cost", device="cpu", progress=False)
     entry = plans.configurations[CONFIGURATION]
     raw = RawDataset.open(workspace.raw / "Cost")
-    preprocess_dataset(raw, workspace.preprocessed / "Cost", preprocessing_spec(entry),
+    preprocess_dataset(raw, workspace.preprocessed / "Cost", entry.preprocessing_spec,
                        num_processes=1, progress=False)  # fmt: skip
     return entry
 
@@ -295,11 +294,11 @@ def run(args: argparse.Namespace, work: Path) -> None:
     noisy_ws, noisy = make_set(work, args.noisy_background, args.cases, args.size)
     _, clean = make_set(work, args.clean_background, args.cases, args.size)
     entry = plan_and_preprocess(noisy_ws)
-    spec = preprocessing_spec(entry)
-    num_classes = int(entry["network"]["kwargs"]["num_classes"])
+    spec = entry.preprocessing_spec
+    num_classes = int(entry.network.kwargs["num_classes"])
     settings = InferenceSettings.from_configuration(entry, num_classes, device="cpu",
                                                     tta=args.tta)  # fmt: skip
-    patch = tuple(int(p) for p in entry["patch_size"])
+    patch = tuple(int(p) for p in entry.patch_size)
     print(f"{CONFIGURATION} patch {patch}; training on the {noisy.background} set")
     snapshots = train_snapshots(noisy_ws, sorted(set(args.iterations)), work)
     if args.subnormal_windows:

@@ -46,9 +46,9 @@ import torch
 from autoseg.core.atomic import atomic_path
 from autoseg.data.convert import convert
 from autoseg.data.layout import RawDataset
+from autoseg.plans.preprocessing import ChannelNormalization, PreprocessingSpec
 from autoseg.preprocessing.cache import cached_case_ids
 from autoseg.preprocessing.dataset import cache_folder, preprocess_dataset
-from autoseg.preprocessing.spec import ChannelNormalization, PreprocessingSpec
 from autoseg.synthetic.generate import synthesize
 from autoseg.training.device_augmentation import augment
 from autoseg.training.loader import make_training_loader

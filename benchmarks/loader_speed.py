@@ -22,9 +22,9 @@ from pathlib import Path
 
 from autoseg.data.convert import convert
 from autoseg.data.layout import RawDataset
+from autoseg.plans.preprocessing import ChannelNormalization, PreprocessingSpec
 from autoseg.preprocessing.cache import cached_case_ids
 from autoseg.preprocessing.dataset import cache_folder, preprocess_dataset
-from autoseg.preprocessing.spec import ChannelNormalization, PreprocessingSpec
 from autoseg.synthetic.generate import synthesize
 from autoseg.training.loader import make_training_loader
 

@@ -39,7 +39,7 @@ from autoseg.inference.folder_prediction import predict_folder
 from autoseg.inference.settings import InferenceSettings
 from autoseg.networks import build_network
 from autoseg.planning.planner import plan_dataset
-from autoseg.planning.preprocessing_entry import preprocessing_spec
+from autoseg.plans import load_plans
 from autoseg.synthetic.generate import synthesize
 
 NNUNET_SCRIPT = r"""
@@ -106,12 +106,11 @@ def time_autoseg(
     workspace: Workspace, name: str, configuration: str, tta: bool, out: Path
 ) -> list[float]:
     """Seconds per case of one untrained network of ``configuration`` (read to write)."""
-    plans = json.loads((workspace.preprocessed / name / "plans.json").read_text())
-    entry = plans["configurations"][configuration]
-    network = build_network(entry["network"]).eval()
-    num_classes = int(entry["network"]["kwargs"]["num_classes"])
+    entry = load_plans(workspace.preprocessed / name / "plans.json").configuration(configuration)
+    network = build_network(entry.network.to_json()).eval()
+    num_classes = int(entry.network.kwargs["num_classes"])
     settings = InferenceSettings.from_configuration(entry, num_classes, device="cpu", tta=tta)
-    spec = preprocessing_spec(entry)
+    spec = entry.preprocessing_spec
     times = []
     for case in RawDataset.open(workspace.raw / name).training_cases():
         start = time.perf_counter()

@@ -82,8 +82,8 @@ def time_configuration(
     loader_rate = count / (time.perf_counter() - start)
     trainer.batches.close()
     step = median_step_seconds(trainer, batches, args.warmup)
-    return {"configuration": name, "patch": data.config["patch_size"],
-            "batch": data.config["batch_size"], "s_per_iter": step,
+    return {"configuration": name, "patch": list(data.config.patch_size),
+            "batch": data.config.batch_size, "s_per_iter": step,
             "loader_batches_per_s": loader_rate}  # fmt: skip
 
 
@@ -106,7 +106,6 @@ def synthetic_dataset(root: Path, cases: int) -> tuple[Workspace, str]:
     from autoseg.data.convert import convert
     from autoseg.data.layout import RawDataset
     from autoseg.planning.planner import plan_dataset
-    from autoseg.planning.preprocessing_entry import preprocessing_spec
     from autoseg.preprocessing.dataset import preprocess_dataset
     from autoseg.synthetic.generate import synthesize
 
@@ -116,7 +115,7 @@ def synthetic_dataset(root: Path, cases: int) -> tuple[Workspace, str]:
     plans = plan_dataset(workspace, "ATLAS", progress=False)
     raw = RawDataset.open(workspace.raw / "ATLAS")
     for config in plans.configurations.values():
-        preprocess_dataset(raw, workspace.preprocessed / "ATLAS", preprocessing_spec(config),
+        preprocess_dataset(raw, workspace.preprocessed / "ATLAS", config.preprocessing_spec,
                            num_processes=2, progress=False)  # fmt: skip
     return workspace, "ATLAS"
 

@@ -66,15 +66,12 @@ def _plan(args: argparse.Namespace) -> int:
     )
     result = run_plan(args.workspace, args.dataset, options)
     plans = result.plans
-    print(
-        f"plans {plans.plans_id} ({plans.to_json()['gpu_memory_source']} budget) -> "
-        f"{result.plans_path}"
-    )
+    print(f"plans {plans.plans_id} ({plans.gpu_memory_source} budget) -> {result.plans_path}")
     for name, config in sorted(plans.configurations.items()):
-        marker = "*" if name == plans.to_json()["recommended_configuration"] else " "
+        marker = "*" if name == plans.recommended_configuration else " "
         print(
-            f" {marker} {name:10s} patch {config['patch_size']} batch {config['batch_size']} "
-            f"params {config['parameters'] / 1e6:.1f} M, memory {config['memory_estimate_gb']} GB"
+            f" {marker} {name:10s} patch {list(config.patch_size)} batch {config.batch_size} "
+            f"params {config.parameters / 1e6:.1f} M, memory {config.memory_estimate_gb} GB"
         )
     for data_id, folder in result.cache_folders.items():
         print(f"   cache {data_id} -> {folder}")

@@ -19,7 +19,7 @@ from autoseg.core.atomic import read_json, write_json
 from autoseg.core.errors import InvalidInputError
 from autoseg.core.run_layout import INFERENCE_JSON, ConfigLayout, checkpoint_name, configurations_in
 from autoseg.inference.model import fold_id, fold_json, trained_folds
-from autoseg.planning.plans import load_plans
+from autoseg.plans import load_plans
 
 
 def write_inference_choice(
@@ -85,9 +85,7 @@ def recommended_configuration(results_dir: Path, checkpoint: str) -> str:
         raise InvalidInputError(
             f"{results_dir}: no configuration has a trained fold with {checkpoint_name(checkpoint)}"
         )
-    recommended = load_plans(ConfigLayout(results_dir / trained[0]).plans).payload.get(
-        "recommended_configuration"
-    )
+    recommended = load_plans(ConfigLayout(results_dir / trained[0]).plans).recommended_configuration
     if recommended in trained:
         return recommended
     if len(trained) == 1:

@@ -28,9 +28,9 @@ from autoseg.inference.inputs import InputCase, verify_inputs
 from autoseg.inference.outputs import CaseOutputs, case_outputs, select_pending, write_case
 from autoseg.inference.postprocess import check_postprocessing, needs_probabilities, postprocess
 from autoseg.inference.settings import InferenceSettings
+from autoseg.plans.preprocessing import PreprocessingSpec
 from autoseg.preprocessing.case import preprocess_case, revert_prediction, revert_probabilities
 from autoseg.preprocessing.properties import PreprocessedCase
-from autoseg.preprocessing.spec import PreprocessingSpec
 
 
 class CasePredictionError(RuntimeError):

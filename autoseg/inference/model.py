@@ -17,7 +17,6 @@ import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from torch import nn
 
@@ -33,9 +32,8 @@ from autoseg.core.run_layout import (
 from autoseg.data.layout import parse_dataset_json
 from autoseg.inference.settings import InferenceSettings
 from autoseg.networks import build_network
-from autoseg.planning.plans import load_plans
-from autoseg.planning.preprocessing_entry import preprocessing_spec
-from autoseg.preprocessing.spec import PreprocessingSpec
+from autoseg.plans import Configuration, load_plans
+from autoseg.plans.preprocessing import PreprocessingSpec
 
 
 @dataclass(frozen=True)
@@ -59,7 +57,7 @@ class TrainedModel:
     """
 
     configuration: str
-    entry: dict[str, Any] = field(repr=False)
+    entry: Configuration = field(repr=False)
     plans_id: str
     labels: dict[str, int]
     channel_names: dict[str, str]
@@ -113,11 +111,12 @@ class TrainedModel:
         device = str(resolve_device(device))
         paths = [layout.fold(f).checkpoint(checkpoint) for f in chosen]
         networks = tuple(load_network(path, plans.plans_id, entry, device) for path in paths)
-        num_classes = int(entry["network"]["kwargs"].get("num_classes", len(labels)))
+        num_classes = entry.network.num_classes
+        num_classes = len(labels) if num_classes is None else num_classes
         settings = InferenceSettings.from_configuration(entry, num_classes, device=device)
         return cls(
             config_dir.name, entry, plans.plans_id, labels, channels,
-            preprocessing_spec(entry), settings, networks, tuple(chosen), config_dir,
+            entry.preprocessing_spec, settings, networks, tuple(chosen), config_dir,
             checkpoint, tuple(file_sha256(path) for path in paths),
         )  # fmt: skip
 
@@ -185,12 +184,12 @@ def read_dataset_json(config_dir: Path) -> tuple[dict[str, int], dict[str, str]]
     return parsed.labels, parsed.channel_names
 
 
-def load_network(path: Path, plans_id: str, entry: dict[str, Any], device: str) -> nn.Module:
+def load_network(path: Path, plans_id: str, entry: Configuration, device: str) -> nn.Module:
     """One fold's network from its checkpoint, refusing checkpoints of other plans."""
     payload = load_checkpoint(path, plans_id, map_location="cpu")
     if payload.get("plans_id") is None:
         raise InvalidInputError(f"{path}: records no plans_id; cannot tell which plans it fits")
-    network = build_network(payload.get("network") or entry["network"])
+    network = build_network(payload.get("network") or entry.network.to_json())
     try:
         network.load_state_dict(payload["model"])
     except (KeyError, RuntimeError) as error:

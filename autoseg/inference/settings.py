@@ -6,8 +6,11 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from autoseg.inference.slices import SLICE_PADDINGS
+from autoseg.plans import Configuration, InferenceWindow
+from autoseg.plans.configuration import window_part
 
 PROBABILITY_DTYPES = ("float16", "float32")
+WINDOW = InferenceWindow()  # the plans' defaults, declared in autoseg.plans
 
 
 @dataclass(frozen=True)
@@ -42,9 +45,9 @@ class InferenceSettings:
     patch_size: tuple[int, ...]
     num_classes: int
     slices: int = 1
-    step: float = 0.5
-    gaussian: bool = True
-    sigma_scale: float = 0.125
+    step: float = WINDOW.step
+    gaussian: bool = WINDOW.gaussian
+    sigma_scale: float = WINDOW.gaussian_sigma_scale
     mirror_axes: tuple[int, ...] = ()
     tta: bool = True
     mirror_subset: tuple[tuple[int, ...], ...] | None = None
@@ -90,22 +93,22 @@ class InferenceSettings:
 
     @classmethod
     def from_configuration(
-        cls, configuration: dict[str, Any], num_classes: int, **overrides: Any
+        cls, configuration: Configuration | dict[str, Any], num_classes: int, **overrides: Any
     ) -> InferenceSettings:
-        """Settings from a configuration entry of plans.json, with flags as overrides.
+        """Settings from a configuration of the plans, with flags as overrides.
 
-        Reads ``patch_size``, ``slice_context.slices`` and the ``inference`` block
+        Reads ``patch_size``, ``slice_context.slices`` and the ``inference`` window
         (``step``, ``gaussian``, ``gaussian_sigma_scale``, ``mirror_axes``).
         """
-        block = configuration.get("inference", {})
+        patch, slices, window = window_part(configuration)
         values = {
-            "patch_size": tuple(configuration["patch_size"]),
+            "patch_size": tuple(patch),
             "num_classes": num_classes,
-            "slices": int(configuration.get("slice_context", {}).get("slices", 1)),
-            "step": float(block.get("step", 0.5)),
-            "gaussian": bool(block.get("gaussian", True)),
-            "sigma_scale": float(block.get("gaussian_sigma_scale", 0.125)),
-            "mirror_axes": tuple(block.get("mirror_axes", ())),
+            "slices": slices,
+            "step": float(window.step),
+            "gaussian": bool(window.gaussian),
+            "sigma_scale": float(window.gaussian_sigma_scale),
+            "mirror_axes": tuple(window.mirror_axes),
         }
         values.update(overrides)
         return cls(**values)

@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from autoseg.inference.slices import slice_stack
 from autoseg.inference.tiles import importance_factors, outer_product, tile_positions, weight_sum
+from autoseg.plans import InferenceWindow
 
 NetworkFn = Callable[[torch.Tensor], torch.Tensor]
 # Voxels per forward pass when no batch size is given: a few 3D windows or a dozen 2D ones.
@@ -118,10 +119,10 @@ def sliding_window_inference(
     image: torch.Tensor,
     patch_size: Sequence[int],
     num_classes: int,
-    step: float = 0.5,
+    step: float = InferenceWindow.step,
     batch_size: int | None = None,
-    gaussian: bool = True,
-    sigma_scale: float = 0.125,
+    gaussian: bool = InferenceWindow.gaussian,
+    sigma_scale: float = InferenceWindow.gaussian_sigma_scale,
     device: torch.device | str | None = None,
     progress: bool = False,
     slices: int = 1,

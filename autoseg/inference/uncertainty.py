@@ -44,9 +44,9 @@ from autoseg.inference.inputs import InputCase
 from autoseg.inference.outputs import CaseOutputs, write_case
 from autoseg.inference.postprocess import check_postprocessing, postprocess
 from autoseg.inference.settings import InferenceSettings
+from autoseg.plans.preprocessing import PreprocessingSpec
 from autoseg.preprocessing.case import preprocess_case, revert_probabilities
 from autoseg.preprocessing.properties import PreprocessedCase
-from autoseg.preprocessing.spec import PreprocessingSpec
 
 LESION_CONNECTIVITY = 26
 

@@ -58,7 +58,6 @@ from autoseg.pipeline.fold_trainer import (
     train_settings,
 )
 from autoseg.pipeline.validation import input_cases, open_raw
-from autoseg.planning.preprocessing_entry import preprocessing_spec
 from autoseg.training.batches import Batch
 from autoseg.training.speed import (
     DEFAULT_LEVERS,
@@ -214,7 +213,7 @@ def measure_levers(
         fixed = time_fixed_batch(trainer, batch, options.iterations, options.warmup,
                                  options.progress)  # fmt: skip
     real_median, fixed_median = statistics.median(real), statistics.median(fixed)
-    estimate = float(data.config.get("memory_estimate_gb") or 0.0)
+    estimate = float(data.config.memory_estimate_gb or 0.0)
     peak = peak_memory_gb(device)
     compiled = trainer.compiled
     result = {
@@ -259,8 +258,8 @@ def time_prediction(
     revert, write), without and with mirroring TTA, after one untimed warm-up case."""
     ids = sorted(data.val_ids or data.train_ids)[: options.prediction_cases]
     cases = input_cases(open_raw(workspace, data.dataset), ids)
-    spec = preprocessing_spec(data.config)
-    classes = int(data.config["network"]["kwargs"]["num_classes"])
+    spec = data.config.preprocessing_spec
+    classes = int(data.config.network.kwargs["num_classes"])
     result: dict[str, Any] = {"cases": ids}
     with tempfile.TemporaryDirectory(prefix="autoseg-benchmark-") as out:
         for tta in (False, True):
@@ -364,10 +363,10 @@ def run_benchmark(
         "schema": SCHEMA, "dataset": data.dataset, "configuration": configuration,
         "fold": str(options.fold), "plans_id": data.plans.plans_id,
         "device": device.type, "device_name": device_name(device),
-        "torch": torch.__version__, "patch_size": list(data.config["patch_size"]),
-        "batch_size": int(data.config["batch_size"]),
-        "parameters": int(data.config.get("parameters", 0)),
-        "memory_estimate_gb": float(data.config.get("memory_estimate_gb") or 0.0),
+        "torch": torch.__version__, "patch_size": list(data.config.patch_size),
+        "batch_size": int(data.config.batch_size),
+        "parameters": int(data.config.parameters),
+        "memory_estimate_gb": float(data.config.memory_estimate_gb or 0.0),
         "memory_source": memory_source(device), "iterations": options.iterations,
         "warmup": options.warmup, "num_workers": options.num_workers,
         "augmentation_on": "device" if augments_on_device(options.augment_on, device) else "cpu",

@@ -128,9 +128,7 @@ def run_demo(options: DemoOptions) -> DemoSummary:
     result = run_plan(workspace, DATASET, PlanOptions(device=_plan_device(options.device),
                                                       progress=options.progress))  # fmt: skip
     summary.plans_path = result.plans_path
-    summary.configuration = (
-        options.configuration or result.plans.to_json()["recommended_configuration"]
-    )
+    summary.configuration = options.configuration or result.plans.recommended_configuration
     summary.seconds["plan"] = time.perf_counter() - started - sum(summary.seconds.values())
     minutes = training_minutes(options, started)
     summary.model_folder = train(options, workspace, summary.configuration, minutes)

@@ -53,8 +53,8 @@ def configuration_contract(model: TrainedModel) -> dict[str, Any]:
         "gaussian_sigma_scale": settings.sigma_scale,
         "mirror_axes": list(settings.mirror_axes),
         "num_classes": model.num_classes,
-        "in_channels": int(model.entry["network"]["kwargs"].get("in_channels", 0)),
-        "network": model.entry["network"]["name"],
+        "in_channels": model.entry.network.in_channels,
+        "network": model.entry.network.name,
         "folds": [fold_json(f) for f in model.folds],
         "temperature": settings.temperature,
     }

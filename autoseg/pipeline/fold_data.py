@@ -10,13 +10,12 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from autoseg.core.errors import InvalidInputError
 from autoseg.core.run_layout import DATASET_JSON, RunLayout, resolve_dataset_dir
 from autoseg.core.workspace import Workspace
 from autoseg.planning.feasibility import check_trainable
-from autoseg.planning.plans import Plans, load_plans, write_plans
+from autoseg.plans import Configuration, Plans, load_plans, write_plans
 from autoseg.preprocessing.cache import cached_case_ids
 from autoseg.training.splits import MIN_FOLDS, NUM_FOLDS, cases_of_fold, load_or_create_splits
 
@@ -28,7 +27,7 @@ class FoldData:
     dataset: str
     plans: Plans
     configuration: str
-    config: dict[str, Any]
+    config: Configuration
     cache: Path
     train_ids: list[str]
     val_ids: list[str]
@@ -47,7 +46,7 @@ def load_fold(workspace: Workspace, dataset: str, configuration: str, fold: int 
     plans = load_plans(layout.plans)
     config = plans.configuration(configuration)
     check_trainable(plans, configuration, layout.plans)
-    cache = layout.cache(config["data_id"])
+    cache = layout.cache(config.data_id)
     case_ids = training_case_ids(cache)
     train_ids, val_ids = fold_cases(layout.splits, case_ids, fold, configuration)
     return FoldData(layout.dataset, plans, configuration, config, cache, train_ids, val_ids)

@@ -29,6 +29,7 @@ from autoseg.core.workspace import Workspace
 from autoseg.networks import build_network
 from autoseg.networks.base import to_channels_last
 from autoseg.pipeline.fold_data import FoldData
+from autoseg.plans import Configuration
 from autoseg.training import callbacks as cb
 from autoseg.training.augmentation import AUGMENT_ON
 from autoseg.training.batches import LoaderBatches, PatchGrowth
@@ -123,14 +124,6 @@ class TrainOptions:
 DEFAULT_TRAIN_OPTIONS = TrainOptions()
 
 
-def _slices(config: dict[str, Any]) -> int:
-    return (
-        int(config.get("slice_context", {}).get("slices", 1))
-        if len(config["patch_size"]) == 2
-        else 1
-    )
-
-
 def augments_on_device(option: str, device: torch.device) -> bool:
     """``auto`` augments on CUDA devices (the loader's CPU cores then only read and cut)
     and in the loader workers elsewhere."""
@@ -156,16 +149,16 @@ def make_batches(
     """Training batches from the loader module, growing the patch when asked."""
     from autoseg.training.loader import make_training_loader
 
-    config, training = data.config, data.config["training"]
+    config = data.config
     factory = functools.partial(make_training_loader, augment_on_device=on_device)
     pin = pins_memory(options.levers, next(network.parameters()).device)
-    oversample = training.get("oversample_foreground", 0.33)
+    oversample = config.training.oversample_foreground
     make = functools.partial(_loader_at, factory, data, options, oversample, pin)
     growth = None
     if options.patch_growth is not None:
-        growth = PatchGrowth(tuple(config["patch_size"]), tuple(network.divisors), epochs,
+        growth = PatchGrowth(tuple(config.patch_size), tuple(network.divisors), epochs,
                              start_fraction=options.patch_growth)  # fmt: skip
-    return LoaderBatches(make, config["patch_size"], growth)
+    return LoaderBatches(make, list(config.patch_size), growth)
 
 
 def _loader_at(
@@ -173,10 +166,10 @@ def _loader_at(
     patch: Sequence[int], start: int,
 ) -> Any:  # fmt: skip
     loader = factory(
-        data.cache, data.train_ids, patch, data.config["batch_size"],
-        slices=_slices(data.config), augmentation=data.config.get("augmentation"),
+        data.cache, data.train_ids, patch, data.config.batch_size,
+        slices=data.config.slices, augmentation=data.config.augmentation,
         oversample_foreground=oversample,
-        per_lesion=float(data.config["training"].get("per_lesion_sampling", 0.0)),
+        per_lesion=float(data.config.training.per_lesion_sampling),
         num_workers=options.num_workers,
         seed=rank_seed(options.seed, options.distributed.rank), start=start, pin_memory=pin,
     )  # fmt: skip
@@ -189,19 +182,19 @@ def make_validation(data: FoldData, options: TrainOptions) -> Any:
     """Fixed held-out patches (the training cases when the fold has none: fold ``all``)."""
     from autoseg.training.loader import make_validation_batches
 
-    training = data.config["training"]
+    config = data.config
     return make_validation_batches(
-        data.cache, data.val_ids or data.train_ids, data.config["patch_size"],
-        data.config["batch_size"], int(training.get("validation_iterations", 50)),
-        slices=_slices(data.config), seed=options.seed,
-        oversample_foreground=training.get("oversample_foreground", 0.33),
+        data.cache, data.val_ids or data.train_ids, list(config.patch_size),
+        config.batch_size, int(config.training.validation_iterations),
+        slices=config.slices, seed=options.seed,
+        oversample_foreground=config.training.oversample_foreground,
     )  # fmt: skip
 
 
 def build_model(data: FoldData, options: TrainOptions, device: torch.device) -> torch.nn.Module:
     """The plans' network (seeded), with pretrained weights and frozen encoder if asked."""
     torch.manual_seed(options.seed)
-    network = build_network(data.config["network"])
+    network = build_network(data.config.network.to_json())
     if options.pretrained is not None:
         print(load_pretrained(network, Path(options.pretrained)).summary())
     if options.freeze is not None:
@@ -213,9 +206,9 @@ def build_model(data: FoldData, options: TrainOptions, device: torch.device) -> 
     return to_channels_last(network) if runs_channels_last(data, options) else network
 
 
-def is_3d(config: dict[str, Any]) -> bool:
+def is_3d(config: Configuration) -> bool:
     """3D patches: the network runs channels-last (much faster 3D convolutions)."""
-    return len(config["patch_size"]) == 3
+    return config.dims == 3
 
 
 def runs_channels_last(data: FoldData, options: TrainOptions) -> bool:
@@ -227,22 +220,17 @@ def build_optimisation(
     data: FoldData, network: torch.nn.Module, options: TrainOptions, epochs: int
 ) -> tuple[torch.nn.Module, torch.optim.Optimizer, Any]:
     """Deep-supervision loss, optimiser (lower LR when fine-tuning) and LR schedule."""
-    training = dict(data.config["training"])
-    base = build_loss(training.get("loss", "dice_ce"), **training.get("loss_kwargs", {}))
-    loss = DeepSupervisionLoss(base, training.get("deep_supervision_weights"))
+    training = data.config.training
+    base = build_loss(training.loss, **training.loss_kwargs)
+    weights = training.deep_supervision_weights
+    loss = DeepSupervisionLoss(base, None if weights is None else list(weights))
+    settings = training.optimizer_settings()
     if options.pretrained is not None:
-        training["lr"] = training.get("lr", 1e-2) * options.finetune_lr_scale
-    settings = {
-        k: v
-        for k, v in training.items()
-        if k in ("lr", "momentum", "weight_decay", "nesterov", "betas")
-    }
+        settings["lr"] = training.lr * options.finetune_lr_scale
     settings |= optimizer_flags(options.levers, next(network.parameters()).device)
-    optimizer = build_optimizer(
-        training.get("optimizer", "sgd"), trainable_parameters(network), **settings
-    )
-    knobs = {k: v for k, v in training.items() if k != "epochs"}  # the run's epochs win
-    schedule = build_schedule(training.get("schedule", "poly"), epochs, **knobs)
+    optimizer = build_optimizer(training.optimizer, trainable_parameters(network), **settings)
+    # the run's epochs win over the plans' (a --max-minutes run refits them)
+    schedule = build_schedule(training.schedule, epochs, **training.schedule_settings())
     return loss, optimizer, schedule
 
 
@@ -265,8 +253,8 @@ def build_callbacks(
     ]
     tracker = build_tracker(
         options.tracker, tracking_uri=options.tracking_uri, experiment=data.dataset,
-        run_name=f"{data.configuration}_fold_{fold}", params=data.config, fold_folder=folder,
-        results_folder=RunLayout(workspace, data.dataset).results,
+        run_name=f"{data.configuration}_fold_{fold}", params=data.config.to_json(),
+        fold_folder=folder, results_folder=RunLayout(workspace, data.dataset).results,
     )  # fmt: skip
     return hooks + ([tracker] if tracker is not None else [])
 
@@ -275,14 +263,15 @@ def train_settings(
     data: FoldData, fold: int | str, options: TrainOptions, epochs: int, iterations: int
 ) -> TrainSettings:
     """The loop settings of a fold from its plans entry and the options."""
-    training = data.config["training"]
+    training = data.config.training
     return TrainSettings(
-        epochs, iterations, amp=options.amp and bool(training.get("amp", True)),
-        gradient_clip=training.get("gradient_clip", 12.0),
+        epochs, iterations, amp=options.amp and bool(training.amp),
+        gradient_clip=training.gradient_clip,
         channels_last=runs_channels_last(data, options),
-        auxiliary_weight=float(training.get("auxiliary_loss_weight", 0.1)),
+        auxiliary_weight=float(training.auxiliary_loss_weight),
         metadata={"plans_id": data.plans.plans_id, "configuration": data.configuration,
-                  "network": data.config["network"], "dataset": data.dataset, "fold": str(fold)},
+                  "network": data.config.network.to_json(), "dataset": data.dataset,
+                  "fold": str(fold)},
         levers=options.levers,
     )  # fmt: skip
 
@@ -291,19 +280,19 @@ def build_trainer(
     workspace: Workspace, data: FoldData, fold: int | str, folder: Path, options: TrainOptions
 ) -> Trainer:
     """Every part of a fold's training, built from the plans and the options."""
-    training = data.config["training"]
-    epochs = options.epochs if options.epochs is not None else int(training.get("epochs", 1000))
+    training = data.config.training
+    epochs = options.epochs if options.epochs is not None else int(training.epochs)
     if options.max_minutes is not None and options.epochs is None:
         # A time budget sets the length: TimeBudget fits the epochs to it after the first
         # one, so a longer budget trains longer instead of stopping at the plans' epochs.
         epochs = max(epochs, BUDGET_EPOCH_CAP)
     iterations = options.iterations_per_epoch
     if iterations is None:
-        iterations = int(training.get("iterations_per_epoch", 250))
+        iterations = int(training.iterations_per_epoch)
     device = init_distributed(options.distributed, resolve_device(options.device))
     network = build_model(data, options, device)
     loss, optimizer, schedule = build_optimisation(data, network, options, epochs)
-    weights = training.get("deep_supervision_weights") or []
+    weights = training.deep_supervision_weights or ()
     model = wrap_model(network, options.distributed, find_unused=any(w == 0 for w in weights))
     settings = train_settings(data, fold, options, epochs, iterations)
     on_device = augments_on_device(options.augment_on, device)

@@ -17,8 +17,7 @@ from autoseg.core.workspace import Workspace
 from autoseg.data.layout import RawDataset
 from autoseg.data.verify import require_valid
 from autoseg.planning.planner import plan_dataset
-from autoseg.planning.plans import Plans
-from autoseg.planning.preprocessing_entry import preprocessing_spec
+from autoseg.plans import Plans
 from autoseg.preprocessing import preprocess_dataset
 from autoseg.training.splits import NUM_FOLDS, load_or_create_splits
 
@@ -81,7 +80,7 @@ def preprocess_configurations(
     """Build each distinct cache once: configurations at one spacing share it."""
     folders: dict[str, Path] = {}
     for name in names:
-        spec = preprocessing_spec(plans.configuration(name))
+        spec = plans.configuration(name).preprocessing_spec
         if spec.data_id not in folders:
             LOG.info("preprocessing %s -> %s", name, spec.data_id)
             preprocess_dataset(

@@ -12,7 +12,7 @@ import numpy as np
 
 from autoseg.data.layout import DatasetJson
 from autoseg.planning.case_stats import PERCENTILES, channel_modality
-from autoseg.planning.jsonutil import round_floats
+from autoseg.plans.jsonutil import round_floats
 
 PRIVATE_CASE_KEYS = ("version", "files")
 

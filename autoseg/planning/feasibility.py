@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from autoseg.core.errors import InvalidInputError
 from autoseg.core.resources import total_memory_bytes
 from autoseg.planning.memory import GB, MemoryEstimate, estimate_training_memory
-from autoseg.planning.plans import Plans, assignment_path, finalize
+from autoseg.plans import Configuration, Plans, finalize
+from autoseg.plans.overrides import assignment_path
 
 # The planner fills 90 % of the budget and its model is within ~10 % of measured peaks:
 # 20 % above the budget cannot run, whatever the allocator does.
@@ -38,10 +38,10 @@ class MemoryLimit:
     reason: str
 
 
-def memory_limit(payload: dict[str, Any]) -> MemoryLimit:
+def memory_limit(plans: Plans) -> MemoryLimit:
     """Accelerator plans: the plans' budget with the margin; CPU plans: the machine's RAM."""
-    budget_gb = float(payload["gpu_memory_gb"])
-    if payload["device"] != "cpu" or payload["gpu_memory_source"] == "flag":
+    budget_gb = float(plans.gpu_memory_gb)
+    if plans.device != "cpu" or plans.gpu_memory_source == "flag":
         limit = budget_gb * GB * BUDGET_MARGIN
         return MemoryLimit(
             limit, f"{BUDGET_MARGIN:g} x the plans' {budget_gb:g} GB budget ({limit / GB:.1f} GB)"
@@ -53,37 +53,37 @@ def memory_limit(payload: dict[str, Any]) -> MemoryLimit:
     )
 
 
-def estimate_entry(name: str, entry: dict[str, Any]) -> MemoryEstimate:
+def estimate_entry(name: str, config: Configuration) -> MemoryEstimate:
     """The memory model applied to a configuration entry as it stands.
 
     Raises:
         InvalidInputError: the network cannot be built or run on the patch (e.g. a patch
             not divisible by the network's pooling).
     """
-    training = entry["training"]
+    training = config.training
     try:
         return estimate_training_memory(
-            entry["network"], entry["patch_size"], entry["batch_size"],
-            bool(training.get("amp", False)), bool(training.get("activation_checkpointing")),
+            config.network.to_json(), list(config.patch_size), config.batch_size,
+            training.stated_amp(), bool(training.activation_checkpointing),
         )  # fmt: skip
     except (RuntimeError, ValueError, TypeError, KeyError) as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise InvalidInputError(
-            f"{name}: the network cannot train on patch {entry['patch_size']} ({first})"
+            f"{name}: the network cannot train on patch {list(config.patch_size)} ({first})"
         ) from error
 
 
 def _too_large(
-    name: str, entry: dict[str, Any], estimate: MemoryEstimate, limit: MemoryLimit
+    name: str, config: Configuration, estimate: MemoryEstimate, limit: MemoryLimit
 ) -> str:
     return (
         f"{name} would need an estimated {estimate.total_gb:.1f} GB to train (patch "
-        f"{entry['patch_size']}, batch {entry['batch_size']}), more than {limit.reason}; "
+        f"{list(config.patch_size)}, batch {config.batch_size}), more than {limit.reason}; "
         "lower batch_size or patch_size"
     )
 
 
-def _record(entry: dict[str, Any], estimate: MemoryEstimate, limit: MemoryLimit) -> None:
+def _record(entry: dict[str, object], estimate: MemoryEstimate, limit: MemoryLimit) -> None:
     """Keep the plans truthful: the entry carries the estimate of what it now says."""
     entry["parameters"] = estimate.weights // 4
     entry["memory_estimate_gb"] = estimate.total_gb
@@ -113,18 +113,18 @@ def reestimate_overrides(plans: Plans, assignments: list[str]) -> Plans:
     touched = _touched(plans, assignments)
     if not touched:
         return plans
-    payload, limit, problems = plans.to_json(), memory_limit(plans.payload), []
+    payload, limit, problems = plans.to_json(), memory_limit(plans), []
     for name, keys in sorted(touched.items()):
-        entry = payload["configurations"][name]
+        config = plans.configuration(name)
         where = "--set " + ", ".join(keys)
         try:
-            estimate = estimate_entry(name, entry)
+            estimate = estimate_entry(name, config)
         except InvalidInputError as error:
             problems += [f"{where}: {line}" for line in error.problems]
             continue
         if estimate.total > limit.bytes:
-            problems.append(f"{where}: {_too_large(name, entry, estimate, limit)}")
-        _record(entry, estimate, limit)
+            problems.append(f"{where}: {_too_large(name, config, estimate, limit)}")
+        _record(payload["configurations"][name], estimate, limit)
     if problems:
         raise InvalidInputError(problems)
     return finalize(payload)
@@ -139,15 +139,15 @@ def check_trainable(plans: Plans, name: str, plans_file: Path) -> None:
     Raises:
         InvalidInputError: the edited configuration exceeds the limit, naming its keys.
     """
-    entry = plans.configuration(name)
+    config = plans.configuration(name)
     try:
-        estimate = estimate_entry(name, entry)
+        estimate = estimate_entry(name, config)
     except InvalidInputError as error:
         raise InvalidInputError([f"{plans_file}: {line}" for line in error.problems]) from error
-    edited = abs(estimate.total_gb - float(entry["memory_estimate_gb"])) > EDIT_TOLERANCE_GB
-    limit = memory_limit(plans.payload)
+    edited = abs(estimate.total_gb - float(config.memory_estimate_gb)) > EDIT_TOLERANCE_GB
+    limit = memory_limit(plans)
     if edited and estimate.total > limit.bytes:
         raise InvalidInputError(
             f"{plans_file}: configurations.{name} (patch_size, batch_size or network edited): "
-            + _too_large(name, entry, estimate, limit)
+            + _too_large(name, config, estimate, limit)
         )

@@ -17,157 +17,16 @@ from autoseg.core.run_layout import PLANS_JSON, resolve_dataset_dir
 from autoseg.core.workspace import Workspace
 from autoseg.data.layout import RawDataset
 from autoseg.planning import rules
+from autoseg.planning.configurations import LadderInputs, configuration_kind, configuration_names
 from autoseg.planning.device import Budget, resolve_budget
 from autoseg.planning.feasibility import reestimate_overrides
 from autoseg.planning.fingerprint import write_fingerprint
-from autoseg.planning.jsonutil import content_hash
-from autoseg.planning.plans import CONFIGURATIONS, Plans, apply_overrides, finalize, write_plans
-from autoseg.planning.search import Choice, Rung, fit_ladder, interleave
-from autoseg.planning.topology import (
-    HYBRID_LEVELS,
-    LCNN_LEVELS,
-    MIN_FEATURE_SIZE,
-    UNET25D_LEVELS,
-    fit_patch_3d,
-    fit_patch_up_3d,
-    hybrid_kwargs,
-    lcnn_kwargs,
-    pooling_3d,
-    unet25d_kwargs,
-)
+from autoseg.planning.search import Choice, fit_ladder
+from autoseg.planning.topology import is_anisotropic
+from autoseg.plans import Plans, PreprocessingOptions, apply_overrides, finalize, write_plans
+from autoseg.plans.jsonutil import content_hash
 
-MAX_WINDOWS_PER_AXIS = 6  # CPU tiling patches: at most this many windows along an axis
-PATCH_STEP = 0.85  # per-axis shrink between patch rungs (~0.6x the voxels)
-MIN_PATCH_MM = 24.0  # a smaller patch sees too little context around a lesion
 BATCH_DATASET_FRACTION = 0.05
-# Network sizes a CPU plan may use (3d_hybrid up to base width 12, 2.5d_unet up to 16,
-# 2d_lcnn its two smallest): see level_count.
-CPU_LEVELS = {"3d_hybrid": 4, "2.5d_unet": 3, "2d_lcnn": 2}
-CPU_MIN_LEVEL_3D = 2  # base width 8: narrower 3d_hybrids learned markedly slower on the CPU
-# The LCNN's global ResNeXt path pools by 32; instance norm needs > 1 voxel at its end.
-LCNN_MIN_PATCH = 64
-PREPROCESSING = {"crop_to_nonzero": True, "n4": False, "anisotropy_threshold": 3.0,
-                 "data_dtype": "float32", "foreground_samples": 10000}  # fmt: skip
-
-
-def patch_ladder_3d(spacing_mm: list[float], max_shape: list[int]) -> list[tuple[int, ...]]:
-    """Distinct 3D patches with the median image's aspect, smallest first."""
-    patches: list[tuple[int, ...]] = []
-    scale = 1.0
-    while True:
-        wanted = [max(1, math.floor(n * scale)) for n in max_shape]
-        patch = tuple(fit_patch_3d(spacing_mm, wanted))
-        patch = tuple(min(p, max(n, p)) for p, n in zip(patch, max_shape, strict=True))
-        if not patches or patch != patches[-1]:
-            patches.append(patch)
-        too_small = min(p * s for p, s in zip(patch, spacing_mm, strict=True)) < MIN_PATCH_MM
-        if too_small or scale < 0.05:
-            break
-        scale *= PATCH_STEP
-    # A U-Net needs at least one pooling stage; an image too small for that is padded.
-    deep_enough = [p for p in patches if len(pooling_3d(spacing_mm, p)[0]) >= 2]
-    if not deep_enough:
-        padded = [max(n, 2 * MIN_FEATURE_SIZE) for n in max_shape]
-        deep_enough = [tuple(fit_patch_3d(spacing_mm, padded))]
-    return sorted(set(deep_enough), key=lambda p: (math.prod(p), p))
-
-
-def tiling_patch_ladder_3d(
-    spacing_mm: list[float], median_shape: list[int], step: float
-) -> list[tuple[int, ...]]:
-    """CPU patches: the smallest that cover the median image with n windows per axis.
-
-    Every sliding window costs a forward pass per mirror at inference, and on a CPU that is
-    what a user waits for. A patch that leaves the last window of an axis mostly outside
-    the image (32 voxels on a 66-voxel axis at step 0.5 takes 4 windows; 48 takes 2)
-    pays for context it never uses. So a CPU plan only considers the patches that tile the
-    median image with n = 1, 2, 3... windows per axis at the inference step: p = size /
-    (1 + (n - 1) * step), rounded up to the pooling divisor.
-    """
-    patches: set[tuple[int, ...]] = set()
-    for windows in range(1, MAX_WINDOWS_PER_AXIS + 1):
-        wanted = [max(1, math.ceil(n / (1 + (windows - 1) * step))) for n in median_shape]
-        patch = fit_patch_up_3d(spacing_mm, wanted)
-        if len(pooling_3d(spacing_mm, patch)[0]) < 2:
-            break
-        patches.add(patch)
-        if min(p * s for p, s in zip(patch, spacing_mm, strict=True)) < MIN_PATCH_MM:
-            break
-    if not patches:
-        return patch_ladder_3d(spacing_mm, median_shape)
-    return sorted(patches, key=lambda p: (math.prod(p), p))
-
-
-def fit_2d(size_yx: list[int], divisor: int, minimum: int) -> tuple[int, int]:
-    """In-plane patch: the median slice rounded up to the divisor, at least ``minimum``.
-
-    Up, not down: one window then covers a median slice at prediction time, where a patch
-    a few voxels short of the slice needs two windows per axis (four per slice).
-    """
-    return tuple(max(minimum, math.ceil(n / divisor) * divisor) for n in size_yx)
-
-
-def level_count(levels: tuple, budget: Budget, cpu_levels: int) -> int:
-    """How many network sizes a budget may climb to.
-
-    On a CPU the cost of a voxel grows with width faster than its FLOPs suggest (normalisation
-    and activations are memory-bound), and a slim network trained for more iterations
-    learns more per minute than a wide one: CPU plans stop at slim widths and spend the
-    rest of the budget on patch and batch.
-    """
-    return min(len(levels), cpu_levels) if budget.device == "cpu" else len(levels)
-
-
-def hybrid_rungs(
-    spacing: list[float],
-    shape: list[int],
-    channels: int,
-    classes: int,
-    levels: int,
-    cpu: bool = False,
-) -> list:
-    """3d_hybrid ladder: patches and network levels growing together.
-
-    On a CPU the ladder is patch first: the tiling patches (fewest windows at inference) at
-    the slimmest width that still learns quickly, then wider networks on the largest
-    patch. Every window is paid for at prediction time, so fewer windows beat width.
-    """
-    if cpu:
-        patches = tiling_patch_ladder_3d(spacing, shape, rules.inference(3)["step"])
-        floor = min(CPU_MIN_LEVEL_3D, levels - 1)
-        pairs = [(p, floor) for p in range(len(patches))]
-        pairs += [(len(patches) - 1, q) for q in range(floor + 1, levels)]
-    else:
-        patches = patch_ladder_3d(spacing, shape)
-        pairs = interleave(len(patches), levels)
-    rungs = []
-    for p, q in pairs:
-        kwargs = hybrid_kwargs(q, spacing, patches[p], channels, classes)
-        rungs.append(Rung({"name": "3d_hybrid", "kwargs": kwargs}, patches[p]))
-    return rungs
-
-
-def unet25d_rungs(
-    shape: list[int], channels: int, slices: int, classes: int, levels: int
-) -> list[Rung]:
-    """2.5d_unet ladder: the whole median slice, growing width."""
-    patch = fit_2d(shape[1:], 16, 16)
-    return [
-        Rung({"name": "2.5d_unet",
-              "kwargs": unet25d_kwargs(level, patch, channels * slices, classes)}, patch)
-        for level in range(levels)
-    ]  # fmt: skip
-
-
-def lcnn_rungs(
-    shape: list[int], channels: int, slices: int, classes: int, levels: int
-) -> list[Rung]:
-    """2d_lcnn ladder: the whole median slice, growing local and global paths."""
-    patch = fit_2d(shape[1:], 32, LCNN_MIN_PATCH)
-    return [
-        Rung({"name": "2d_lcnn", "kwargs": lcnn_kwargs(level, channels, slices, classes)}, patch)
-        for level in range(levels)
-    ]
 
 
 def max_batch(dataset_voxels: float, patch: tuple[int, ...]) -> int:
@@ -180,14 +39,14 @@ def configuration_entry(
 ) -> dict[str, Any]:
     """One configuration of plans.json from its fitted choice."""
     dims = len(choice.rung.patch)
-    anisotropic = rules.is_anisotropic(spacing)
+    anisotropic = is_anisotropic(spacing)
     entry = {
         "data_id": "",
         "spacing_mm": spacing,
         "patch_size": list(choice.rung.patch),
         "batch_size": choice.batch_size,
         "normalization": rules.normalization(fingerprint),
-        "preprocessing": dict(PREPROCESSING),
+        "preprocessing": PreprocessingOptions().to_json(),
         "network": choice.rung.network,
         "parameters": choice.estimate.weights // 4,
         "memory_estimate_gb": choice.estimate.total_gb,
@@ -208,23 +67,18 @@ def configuration_entry(
 
 
 def plan_configuration(name: str, fingerprint: dict, budget: Budget) -> dict[str, Any]:
-    """Fit one configuration to the budget."""
+    """Fit one registered configuration to the budget."""
+    kind = configuration_kind(name)
     spacing = rules.target_spacing(fingerprint)
-    shape = rules.shape_at(fingerprint, spacing)
-    channels = len(fingerprint["channels"])
-    classes = len(fingerprint["labels"])
-    slices = 2 * rules.slice_context(spacing) + 1
-    if name == "3d_hybrid":
-        levels = level_count(HYBRID_LEVELS, budget, CPU_LEVELS["3d_hybrid"])
-        rungs = hybrid_rungs(spacing, shape, channels, classes, levels, budget.device == "cpu")
-    elif name == "2.5d_unet":
-        levels = level_count(UNET25D_LEVELS, budget, CPU_LEVELS["2.5d_unet"])
-        rungs = unet25d_rungs(shape, channels, slices, classes, levels)
-    else:
-        levels = level_count(LCNN_LEVELS, budget, CPU_LEVELS["2d_lcnn"])
-        rungs = lcnn_rungs(shape, channels, slices, classes, levels)
+    inputs = LadderInputs(
+        spacing, rules.shape_at(fingerprint, spacing), len(fingerprint["channels"]),
+        len(fingerprint["labels"]), 2 * rules.slice_context(spacing) + 1, budget.device == "cpu",
+    )  # fmt: skip
+    rungs = kind.rungs(inputs, kind.level_count(budget))
+    if any(rung.network["name"] != kind.network for rung in rungs):
+        raise ValueError(f"configuration '{name}': its rungs must build '{kind.network}'")
     voxels = rules.dataset_voxels_at(fingerprint, spacing)
-    choice = fit_ladder(rungs, budget, max_batch(voxels, rungs[-1].patch), name == "3d_hybrid")
+    choice = fit_ladder(rungs, budget, max_batch(voxels, rungs[-1].patch), kind.can_checkpoint)
     return configuration_entry(name, choice, spacing, fingerprint, budget)
 
 
@@ -235,14 +89,13 @@ def plan_configurations(fingerprint: dict[str, Any], budget: Budget) -> dict[str
     are independent, so on a multi-core Linux machine they are fitted in forked processes
     (the parent's imports are shared; the results are the same values in the same order).
     """
-    workers = min(len(CONFIGURATIONS), usable_cores())
+    names = configuration_names()
+    workers = min(len(names), usable_cores())
     if workers < 2 or not sys.platform.startswith("linux"):
-        return {name: plan_configuration(name, fingerprint, budget) for name in CONFIGURATIONS}
+        return {name: plan_configuration(name, fingerprint, budget) for name in names}
     context = multiprocessing.get_context("fork")
     with worker_pool(workers, mp_context=context) as pool:
-        futures = {
-            n: pool.submit(plan_configuration, n, fingerprint, budget) for n in CONFIGURATIONS
-        }
+        futures = {n: pool.submit(plan_configuration, n, fingerprint, budget) for n in names}
         return {name: future.result() for name, future in futures.items()}
 
 

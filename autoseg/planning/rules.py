@@ -1,31 +1,18 @@
-"""Planning rules that depend on the data only: spacing, normalisation, defaults.
+"""Planning rules that depend on the data only: spacing, normalisation, schedules.
 
 Everything here is a small named decision with its reason, read off the fingerprint.
 """
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import numpy as np
 
-ANISOTROPY_RATIO = 3.0
-TRAINING_DEFAULTS = {
-    "epochs": 1000,
-    "iterations_per_epoch": 250,
-    "validation_iterations": 50,
-    "optimizer": "sgd",
-    "lr": 0.01,
-    "momentum": 0.99,
-    "nesterov": True,
-    "weight_decay": 3e-5,
-    "schedule": "poly",
-    "poly_exponent": 0.9,
-    "loss": "dice_ce",
-    "oversample_foreground": 0.33,
-    "gradient_clip": 12.0,
-}
+from autoseg.planning import configurations
+from autoseg.planning.topology import ANISOTROPY_RATIO, is_anisotropic
+from autoseg.plans import Augmentation, InferenceWindow, TrainingSchedule
+
 # Without an accelerator a model must be useful after minutes: a few thousand iterations.
 # AdamW takes off within 2 epochs where SGD (momentum 0.99) took 10, and at 1,500
 # iterations on ATLAS-like heads gave test Dice 0.27 against 0.15; centring half the
@@ -35,11 +22,6 @@ TRAINING_DEFAULTS = {
 CPU_TRAINING = {"epochs": 30, "iterations_per_epoch": 50, "validation_iterations": 10,
                 "optimizer": "adamw", "lr": 3e-3, "weight_decay": 1e-4,
                 "per_lesion_sampling": 0.5, "loss": "dice_ce_lesion"}  # fmt: skip
-
-
-def is_anisotropic(spacing_mm: list[float]) -> bool:
-    """Thick slices: the coarsest axis is more than ANISOTROPY_RATIO times the finest."""
-    return max(spacing_mm) / min(spacing_mm) > ANISOTROPY_RATIO
 
 
 def target_spacing(fingerprint: dict[str, Any]) -> list[float]:
@@ -98,18 +80,9 @@ def normalization(fingerprint: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def recommended_configuration(fingerprint: dict[str, Any]) -> str:
-    """Thick-slice CT -> 2d_lcnn, thick-slice MR (DWI) -> 2.5d_unet, else 3d_hybrid.
-
-    Thick means a slice more than ANISOTROPY_RATIO times the finest spacing, the rule that
-    also decides resampling. At exactly 3 the data stays 3D, and should: on 6 x 2 x 2 mm CT
-    PNG stacks of the synthetic generator, 8 CPU minutes gave 3d_hybrid test Dice 0.67
-    (lesion F1 0.67) against 0.60 (0.48) for 2d_lcnn.
-    """
-    if not is_anisotropic(fingerprint["spacing_mm"]["median"]):
-        return "3d_hybrid"
-    if any(channel["modality"] == "CT" for channel in fingerprint["channels"]):
-        return "2d_lcnn"
-    return "2.5d_unet"
+    """The configuration the data suits best: each registered configuration's own rule
+    (see :mod:`autoseg.planning.configurations`), the first that accepts."""
+    return configurations.recommended_configuration(fingerprint)
 
 
 def slice_context(spacing_mm: list[float]) -> int:
@@ -126,43 +99,22 @@ def deep_supervision_weights(outputs: int) -> list[float]:
     return [w / total for w in raw]
 
 
-# Augmentation ranges written into every plan; the training loader falls back on the same
-# values (autoseg.training.augmentation.DEFAULTS) for keys a hand-edited plan leaves out.
-AUGMENTATION_RANGES: dict[str, Any] = {
-    "rotation_deg": [-30.0, 30.0],
-    "scale": [0.7, 1.4],  # < 1 zooms in, > 1 zooms out (batchgenerators' convention)
-    "elastic": False,
-    "gaussian_noise_variance": [0.0, 0.1],
-    "gaussian_blur_sigma": [0.5, 1.0],
-    "brightness": [0.75, 1.25],
-    "contrast": [0.75, 1.25],
-    "low_resolution": [0.5, 1.0],
-    "gamma": [0.7, 1.5],
-    "probability": 0.2,
-}
-
-
 def augmentation(dims: int, anisotropic: bool) -> dict[str, Any]:
-    """Augmentation defaults; thick-slice data rotates in-plane only (dummy 2D)."""
-    return {
-        **copy.deepcopy(AUGMENTATION_RANGES),  # plans own their lists
-        "rotation_axes": "in_plane" if anisotropic or dims == 2 else "all",
-        "mirror_axes": list(range(dims)),
-    }
+    """The default ranges; thick-slice data rotates in-plane only (dummy 2D)."""
+    axes = "in_plane" if anisotropic or dims == 2 else "all"
+    return Augmentation.new(rotation_axes=axes, mirror_axes=tuple(range(dims))).to_json()
 
 
 def inference(dims: int) -> dict[str, Any]:
-    """Sliding window defaults: half-patch steps, Gaussian weighting, mirroring TTA."""
-    return {"step": 0.5, "gaussian": True, "gaussian_sigma_scale": 0.125,
-            "mirror_axes": list(range(dims))}  # fmt: skip
+    """Sliding window defaults (half-patch steps, Gaussian weighting), mirroring every axis."""
+    return InferenceWindow.new(mirror_axes=tuple(range(dims))).to_json()
 
 
 def training(outputs: int, amp: bool, checkpointing: bool, cpu: bool) -> dict[str, Any]:
-    """The training schedule of a configuration."""
-    settings = {**TRAINING_DEFAULTS, **(CPU_TRAINING if cpu else {})}
-    settings.update(
+    """The training schedule of a configuration: the defaults, or the CPU schedule."""
+    return TrainingSchedule.new(
+        **(CPU_TRAINING if cpu else {}),
         amp=amp,
         activation_checkpointing=checkpointing,
-        deep_supervision_weights=deep_supervision_weights(outputs),
-    )
-    return settings
+        deep_supervision_weights=tuple(deep_supervision_weights(outputs)),
+    ).to_json()

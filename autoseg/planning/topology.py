@@ -1,4 +1,4 @@
-"""Network topologies and size ladders for the three configurations.
+"""Network topologies and size levels of the built-in configurations.
 
 Pooling follows the data's anisotropy (nnU-Net's rule, written anew): an axis is pooled
 only while its feature map stays at least ``MIN_FEATURE_SIZE`` voxels and its current
@@ -13,6 +13,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+ANISOTROPY_RATIO = 3.0
 MIN_FEATURE_SIZE = 4
 MAX_STAGES_3D = 5
 # 3d_hybrid sizes, smallest first: (first-stage width, width cap, transformer depth, heads).
@@ -36,6 +37,11 @@ LCNN_LEVELS = (
     ((24, 48, 96, 192), (2, 2, 2, 2), 64, 32),
     ((32, 64, 128, 256), (3, 4, 6, 3), 64, 32),
 )
+
+
+def is_anisotropic(spacing_mm: Sequence[float]) -> bool:
+    """Thick slices: the coarsest axis is more than ANISOTROPY_RATIO times the finest."""
+    return max(spacing_mm) / min(spacing_mm) > ANISOTROPY_RATIO
 
 
 def pooling_3d(

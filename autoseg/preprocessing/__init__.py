@@ -4,6 +4,7 @@ shared with inference, and the npz cache (DESIGN §1, §6, §8).
 Arrays are ``(C, Z, Y, X)``, spacings ``(z, y, x)`` mm (see :mod:`autoseg`).
 """
 
+from autoseg.plans.preprocessing import ChannelNormalization, PreprocessingSpec
 from autoseg.preprocessing.cache import cached_case_ids, is_finished, load_case, save_case
 from autoseg.preprocessing.case import (
     preprocess_arrays,
@@ -15,7 +16,6 @@ from autoseg.preprocessing.case import (
 from autoseg.preprocessing.crop import CropBox
 from autoseg.preprocessing.dataset import CasePreprocessingError, cache_folder, preprocess_dataset
 from autoseg.preprocessing.properties import CaseProperties, PreprocessedCase
-from autoseg.preprocessing.spec import ChannelNormalization, PreprocessingSpec
 
 __all__ = [
     "CasePreprocessingError",

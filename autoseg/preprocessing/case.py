@@ -15,6 +15,7 @@ import numpy as np
 from autoseg.core.errors import InvalidInputError
 from autoseg.data.io import read_volume
 from autoseg.data.records import ImageMeta, geometry_mismatch
+from autoseg.plans.preprocessing import PreprocessingSpec
 from autoseg.preprocessing.crop import CropBox, bounding_box, crop, foreground_mask, uncrop
 from autoseg.preprocessing.normalize import n4_correct_channels, normalize
 from autoseg.preprocessing.properties import (
@@ -32,7 +33,6 @@ from autoseg.preprocessing.resample import (
     target_shape,
     thick_axis,
 )
-from autoseg.preprocessing.spec import PreprocessingSpec
 
 
 def read_case(

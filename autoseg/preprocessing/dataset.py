@@ -15,9 +15,9 @@ from autoseg.core.errors import InvalidInputError
 from autoseg.core.resources import worker_pool
 from autoseg.data.layout import RawDataset
 from autoseg.data.records import Case
+from autoseg.plans.preprocessing import PreprocessingSpec
 from autoseg.preprocessing.cache import SPEC_FILE, is_finished, save_case
 from autoseg.preprocessing.case import preprocess_case
-from autoseg.preprocessing.spec import PreprocessingSpec
 
 
 class CasePreprocessingError(RuntimeError):

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 import SimpleITK as sitk
 
-from autoseg.preprocessing.spec import ChannelNormalization
+from autoseg.plans.preprocessing import ChannelNormalization
 
 EPSILON = 1e-8
 

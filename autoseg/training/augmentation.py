@@ -1,7 +1,8 @@
 """Training augmentation settings and the one parameter sampler both augmentation paths use.
 
-The plans' ``augmentation`` entry is a plain dict (see :data:`DEFAULTS`; missing keys take
-the defaults, which follow nnU-Net's choices). Each sample's augmentation is drawn once by
+The plans' ``augmentation`` entry is an :class:`autoseg.plans.Augmentation` (missing keys
+take its defaults, which follow nnU-Net's choices); :func:`resolve` turns it into the
+settings dict the transforms read. Each sample's augmentation is drawn once by
 :func:`draw_parameters` into a :class:`SampleParameters` record, which either path applies:
 :mod:`~autoseg.training.cpu_augmentation` (numpy / scipy, in the loader workers) or
 :mod:`~autoseg.training.device_augmentation` (torch, on the training device after the
@@ -20,7 +21,6 @@ the same for every slice, never across the thick Z axis.
 
 from __future__ import annotations
 
-import copy
 import itertools
 import math
 from collections.abc import Sequence
@@ -29,26 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from autoseg.planning.rules import AUGMENTATION_RANGES
+from autoseg.plans import Augmentation, augmentation_defaults
 
-# Defaults (nnU-Net-like). Ranges are [low, high]; a null range or probability 0 disables
-# a transform. "probability" is the per-sample chance of every transform unless
-# "probabilities" names its own (keys: rotation, scale, elastic, noise, blur, brightness,
-# contrast, low_resolution, gamma).
-DEFAULTS: dict[str, Any] = {
-    **AUGMENTATION_RANGES,  # rotation +-30 deg is for 3D; 2D / 2.5D: see defaults()
-    "rotation_axes": "all",  # "all" (3D), or "in_plane": about Z only
-    "elastic_alpha": [0.0, 200.0],
-    "elastic_sigma": [9.0, 13.0],
-    "mirror_axes": [0, 1, 2],
-    "probabilities": {
-        "noise": 0.1,
-        "brightness": 0.15,
-        "contrast": 0.15,
-        "low_resolution": 0.25,
-        "gamma": 0.3,
-    },
-}
 # Where augmentation runs: the loader workers, the training device, or auto (device on CUDA).
 AUGMENT_ON = ("auto", "cpu", "device")
 INTERPOLATION_MARGIN = 2  # voxels of slack around the sampled coordinates
@@ -56,22 +38,17 @@ ANGLE_STEP = math.radians(5.0)
 
 
 def defaults(dim: int) -> dict[str, Any]:
-    """The default settings for 2D or 3D patches: 2D rotates in-plane over the full circle
-    (slices have no preferred orientation), 3D by +-30 degrees about every axis."""
-    settings = copy.deepcopy(DEFAULTS)
-    if dim == 2:
-        settings.update(rotation_deg=[-180.0, 180.0], rotation_axes="in_plane", mirror_axes=[0, 1])
-    return settings
+    """The default settings for 2D or 3D patches (declared in :mod:`autoseg.plans`)."""
+    return augmentation_defaults(dim).settings()
 
 
-def resolve(augmentation: dict[str, Any] | None, dim: int) -> dict[str, Any]:
-    """The plans' entry completed with :func:`defaults` (its own keys win)."""
-    settings = defaults(dim)
-    given = dict(augmentation or {})
-    probabilities = {**settings["probabilities"], **given.pop("probabilities", {})}
-    settings.update(given)
-    settings["probabilities"] = probabilities
-    return settings
+def resolve(augmentation: Augmentation | dict[str, Any] | None, dim: int) -> dict[str, Any]:
+    """The settings the transforms read: the plans' entry, a missing key taking its
+    default for ``dim``-D patches (a JSON object is read as the plans read it)."""
+    if not isinstance(augmentation, Augmentation):
+        where = "augmentation"
+        augmentation = Augmentation.from_json(augmentation or {}, where, augmentation_defaults(dim))
+    return augmentation.settings()
 
 
 def probability(settings: dict[str, Any], name: str) -> float:
@@ -80,7 +57,7 @@ def probability(settings: dict[str, Any], name: str) -> float:
 
 
 def _enabled(settings: dict[str, Any], key: str, name: str) -> bool:
-    return settings.get(key) is not None and probability(settings, name) > 0
+    return settings[key] is not None and probability(settings, name) > 0
 
 
 def spatial_dims(settings: dict[str, Any], dim: int) -> int:
@@ -124,7 +101,7 @@ def _corner_extent(patch: Sequence[int], angles: tuple[float, float]) -> np.ndar
 
 
 def sample_size(
-    patch_size: Sequence[int], augmentation: dict[str, Any] | None, dim: int
+    patch_size: Sequence[int], augmentation: Augmentation | dict[str, Any] | None, dim: int
 ) -> tuple[int, ...]:
     """The size to cut so that the spatial transform plus centre crop shows no padding.
 
@@ -293,7 +270,7 @@ def _spatial_parameters(
         "angles": angles if _fires(rng, settings, "rotation_deg", "rotation") else None,
         "scale": scale if _fires(rng, settings, "scale", "scale") else None,
     }
-    if settings.get("elastic") and _fires(rng, settings, "elastic", "elastic"):
+    if settings["elastic"] and _fires(rng, settings, "elastic", "elastic"):
         out["elastic"] = _elastic_field(rng, settings, moved)
     return out
 
@@ -346,7 +323,7 @@ def draw_parameters(
     moved = patch if spatial_dims(settings, dim) == dim else patch[1:]
     spatial = _spatial_parameters(rng, settings, moved)
     intensity = _intensity_parameters(rng, settings, channels, dim)
-    axes = [int(a) for a in settings.get("mirror_axes") or ()]
+    axes = [int(a) for a in settings["mirror_axes"] or ()]
     mirror = tuple(a for a, flip in zip(axes, rng.random(len(axes)) < 0.5, strict=True) if flip)
     return SampleParameters(len(moved), **spatial, **intensity, mirror=mirror)
 

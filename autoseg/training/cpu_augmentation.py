@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from autoseg.plans import Augmentation
 from autoseg.training.augmentation import (
     Deferred,
     SampleParameters,
@@ -196,7 +197,7 @@ class CpuAugmentation:
 
 
 def build_transforms(
-    augmentation: dict[str, Any] | None, patch_size: Sequence[int], dim: int
+    augmentation: Augmentation | dict[str, Any] | None, patch_size: Sequence[int], dim: int
 ) -> CpuAugmentation:
     """The CPU augmentation of one configuration.
 

@@ -27,6 +27,7 @@ from threadpoolctl import threadpool_limits
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from autoseg.core.resources import default_workers
+from autoseg.plans import Augmentation, TrainingSchedule, augmentation_defaults
 from autoseg.training.augmentation import cut_size, sample_size
 from autoseg.training.cpu_augmentation import CpuAugmentation, build_transforms
 from autoseg.training.sampling import CaseReader, PatchSampler, check_cache
@@ -242,8 +243,8 @@ def make_training_loader(
     batch_size: int,
     *,
     slices: int = 1,
-    augmentation: dict[str, Any] | None = None,
-    oversample_foreground: float = 0.33,
+    augmentation: Augmentation | dict[str, Any] | None = None,
+    oversample_foreground: float = TrainingSchedule.oversample_foreground,
     per_lesion: float = 0.0,
     num_workers: int | None = None,
     seed: int = 0,
@@ -284,8 +285,11 @@ def make_training_loader(
         InvalidInputError: a case's cache files are missing (one line per file).
     """
     dim = len(patch_size)
-    augmentation = None if augmentation is None else dict(augmentation)
-    off = augmentation is not None and bool(augmentation.pop("off", False))
+    if augmentation is not None and not isinstance(augmentation, Augmentation):
+        augmentation = Augmentation.from_json(
+            augmentation, "augmentation", augmentation_defaults(dim)
+        )
+    off = augmentation is not None and augmentation.off
     transforms = None if off else build_transforms(augmentation, patch_size, dim)
     read_size = None if off else sample_size(patch_size, augmentation, dim)
     sampler = _sampler(
@@ -331,7 +335,7 @@ def make_validation_batches(
     num_batches: int,
     *,
     slices: int = 1,
-    oversample_foreground: float = 0.33,
+    oversample_foreground: float = TrainingSchedule.oversample_foreground,
     seed: int = 0,
 ) -> ValidationBatches:
     """Deterministic validation patches for the per-epoch pseudo-Dice (no augmentation).

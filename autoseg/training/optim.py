@@ -16,7 +16,9 @@ import torch
 from torch import nn
 
 from autoseg.core.errors import InvalidInputError
+from autoseg.plans import TrainingSchedule
 
+SCHEDULE = TrainingSchedule()  # the plans' defaults, declared in autoseg.plans
 OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {}
 SCHEDULES: dict[str, Callable[..., LRSchedule]] = {}
 
@@ -43,10 +45,10 @@ def build_optimizer(
 
 def _sgd(
     groups: Iterable,
-    lr: float = 1e-2,
-    momentum: float = 0.99,
-    weight_decay: float = 3e-5,
-    nesterov: bool = True,
+    lr: float = SCHEDULE.lr,
+    momentum: float = SCHEDULE.momentum,
+    weight_decay: float = SCHEDULE.weight_decay,
+    nesterov: bool = SCHEDULE.nesterov,
     fused: bool | None = None,
     **_: Any,
 ) -> torch.optim.Optimizer:
@@ -136,15 +138,15 @@ def cosine_restart_factor(
     return min_fraction + (1 - min_fraction) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def _poly(epochs: int, poly_exponent: float = 0.9, **_: Any) -> LRSchedule:
+def _poly(epochs: int, poly_exponent: float = SCHEDULE.poly_exponent, **_: Any) -> LRSchedule:
     return LRSchedule("poly", lambda e, total: poly_factor(e, total, poly_exponent), epochs)
 
 
 def _cosine(
     epochs: int,
-    restart_epochs: int | None = None,
-    restart_mult: int = 2,
-    min_lr_fraction: float = 0.0,
+    restart_epochs: int | None = SCHEDULE.restart_epochs,
+    restart_mult: int = SCHEDULE.restart_mult,
+    min_lr_fraction: float = SCHEDULE.min_lr_fraction,
     **_: Any,
 ) -> LRSchedule:
     def curve(epoch: int, total: int) -> float:

@@ -29,6 +29,7 @@ import cc3d
 import numpy as np
 
 from autoseg.core.errors import InvalidInputError
+from autoseg.plans import TrainingSchedule
 from autoseg.preprocessing.cache import case_paths, load_case
 from autoseg.preprocessing.properties import PreprocessedCase
 
@@ -246,7 +247,7 @@ class PatchSampler:
     case_ids: tuple[str, ...]
     patch_size: tuple[int, ...]
     batch_size: int
-    oversample_foreground: float = 0.33
+    oversample_foreground: float = TrainingSchedule.oversample_foreground
     context: int = 0
     sample_size: tuple[int, ...] | None = None
     per_lesion: float = 0.0

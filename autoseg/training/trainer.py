@@ -22,6 +22,7 @@ from torch import nn
 from autoseg.core import checkpoint
 from autoseg.core.cpu import flushed_denormals
 from autoseg.networks.base import channels_last
+from autoseg.plans import TrainingSchedule
 from autoseg.training.batches import Batch, BatchProvider
 from autoseg.training.distributed import SINGLE, DistContext, all_reduce_sum, unwrap
 from autoseg.training.metrics import confusion_counts, pseudo_dice, update_ema
@@ -35,6 +36,8 @@ from autoseg.training.speed import (
 )
 
 EXIT_INTERRUPTED = 75  # EX_TEMPFAIL: checkpointed on a signal, run again with --continue
+
+SCHEDULE = TrainingSchedule()  # the plans' defaults, declared in autoseg.plans
 
 
 class TrainingInterrupted(Exception):
@@ -81,9 +84,9 @@ class TrainSettings:
 
     epochs: int
     iterations_per_epoch: int
-    amp: bool = True
-    gradient_clip: float | None = 12.0
-    auxiliary_weight: float = 0.1
+    amp: bool = SCHEDULE.amp
+    gradient_clip: float | None = SCHEDULE.gradient_clip
+    auxiliary_weight: float = SCHEDULE.auxiliary_loss_weight
     channels_last: bool = False
     metadata: dict[str, Any] = field(default_factory=dict)
     levers: SpeedLevers = DEFAULT_LEVERS

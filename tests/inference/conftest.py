@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from autoseg.inference.settings import InferenceSettings
-from autoseg.preprocessing.spec import ChannelNormalization, PreprocessingSpec
+from autoseg.plans.preprocessing import ChannelNormalization, PreprocessingSpec
 from tests.conftest import tiny_meta, write_tiny_dataset
 
 

@@ -17,8 +17,8 @@ from autoseg.inference.folder_prediction import CasePredictionError, predict_fol
 from autoseg.inference.inputs import discover_cases
 from autoseg.inference.outputs import CaseOutputs
 from autoseg.inference.settings import InferenceSettings
+from autoseg.plans.preprocessing import PreprocessingSpec
 from autoseg.preprocessing.case import preprocess_case, revert_prediction
-from autoseg.preprocessing.spec import PreprocessingSpec
 from tests.inference.conftest import bright_is_lesion
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from autoseg.core.workspace import Workspace
 from autoseg.data.convert import convert
-from autoseg.planning.plans import finalize, write_plans
+from autoseg.plans import finalize, write_plans
 from tests.data.convert_helpers import release_tree
 from tests.pipeline.model_helpers import AFFINE_NETWORK, configuration_entry, write_fold
 

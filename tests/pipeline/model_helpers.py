@@ -22,7 +22,7 @@ from autoseg.core.atomic import write_json
 from autoseg.core.checkpoint import save_checkpoint
 from autoseg.core.workspace import Workspace
 from autoseg.networks import build_network, register_network, registry
-from autoseg.planning.plans import Plans, finalize, write_plans
+from autoseg.plans import Plans, finalize, write_plans
 from tests.conftest import tiny_meta, write_tiny_dataset
 from tests.networks.conftest import TINY
 

@@ -17,10 +17,11 @@ from autoseg.inference.tiles import window_starts
 from autoseg.networks import build_network
 from autoseg.planning import rules
 from autoseg.planning.device import Budget, resolve_budget
-from autoseg.planning.planner import plan_from_fingerprint, tiling_patch_ladder_3d
-from autoseg.planning.plans import apply_overrides, load_plans, write_plans
+from autoseg.planning.ladders import tiling_patch_ladder_3d
+from autoseg.planning.planner import plan_from_fingerprint
 from autoseg.planning.rules import shape_at, target_spacing
 from autoseg.planning.topology import divisors_of, pooling_3d
+from autoseg.plans import apply_overrides, load_plans, write_plans
 
 GOLDEN = Path(__file__).parent / "golden"
 BUDGETS_GB = (4, 8, 16, 24, 40, 80)

@@ -14,6 +14,7 @@ import autoseg.preprocessing.dataset as dataset_module
 from autoseg.core.atomic import read_json, write_json
 from autoseg.core.errors import InvalidInputError
 from autoseg.data.layout import RawDataset
+from autoseg.plans.preprocessing import ChannelNormalization, PreprocessingSpec
 from autoseg.preprocessing.cache import (
     SPEC_FILE,
     cached_case_ids,
@@ -26,7 +27,6 @@ from autoseg.preprocessing.dataset import (
     cache_folder,
     preprocess_dataset,
 )
-from autoseg.preprocessing.spec import ChannelNormalization, PreprocessingSpec
 
 SPEC = PreprocessingSpec(
     spacing_mm=(3.0, 2.0, 2.0), normalization=(ChannelNormalization("zscore"),)

@@ -11,13 +11,13 @@ from scipy import ndimage
 from autoseg.core.errors import InvalidInputError
 from autoseg.data.io import read_meta, read_volume, write_label, write_volume
 from autoseg.data.records import ImageMeta
+from autoseg.plans.preprocessing import ChannelNormalization, PreprocessingSpec
 from autoseg.preprocessing.case import (
     preprocess_arrays,
     preprocess_case,
     revert_prediction,
     revert_probabilities,
 )
-from autoseg.preprocessing.spec import ChannelNormalization, PreprocessingSpec
 from tests.conftest import tiny_meta
 
 MR = (ChannelNormalization("zscore_brain"),)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from autoseg.plans.preprocessing import ChannelNormalization
 from autoseg.preprocessing.normalize import n4_correct, normalize, normalize_channel
-from autoseg.preprocessing.spec import ChannelNormalization
 
 
 def brain_image(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -9,7 +9,7 @@ import pytest
 
 from autoseg.cli import EXIT_INVALID, plan_main, train_main
 from autoseg.planning import planner
-from autoseg.planning.plans import Plans, finalize, write_plans
+from autoseg.plans import Plans, finalize, write_plans
 from tests.conftest import write_tiny_dataset
 from tests.pipeline.model_helpers import configuration_entry, hybrid_spec
 from tests.reliability.helpers import error_lines, run_cli

@@ -17,7 +17,7 @@ from autoseg.data.io import write_label, write_volume
 from autoseg.data.records import ImageMeta, matrix_to_tuple
 from autoseg.pipeline import fit_fold, fold_data
 from autoseg.planning import planner
-from autoseg.planning.plans import write_plans
+from autoseg.plans import write_plans
 from tests.conftest import tiny_meta, write_tiny_dataset
 from tests.reliability.helpers import error_lines, run_cli
 from tests.reliability.test_plans_refused import _plans

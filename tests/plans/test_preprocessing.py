@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from autoseg.preprocessing.spec import ChannelNormalization, PreprocessingSpec
+from autoseg.plans.preprocessing import ChannelNormalization, PreprocessingSpec
 
 
 def ct_spec(**changes: object) -> PreprocessingSpec:

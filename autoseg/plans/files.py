@@ -1,26 +1,26 @@
-"""The plans.json schema: typed records, validation, content hash, ``--set`` overrides.
+"""plans.json on disk: validation, content hash, reading and writing.
 
-plans.json is the single source of truth for everything that changes results
-(DESIGN §10, §11). ``plans_id`` is a hash of everything else in the file, so a checkpoint
-that records it can never be used with other plans. Hand edits are allowed: loading
-recomputes the id from the content.
+Hand edits are allowed: loading recomputes the id from the content. A file planned before
+a key existed loads with that key's default and is written back without it, so its id (and
+the checkpoints that record it) stay valid; a key this schema does not know is an error.
 """
 
 from __future__ import annotations
 
-import copy
-import json
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from autoseg.core.atomic import atomic_path, read_json
 from autoseg.core.errors import InvalidInputError
-from autoseg.planning.jsonutil import canonical_json, content_hash, round_floats
+from autoseg.plans.jsonutil import content_hash, round_floats
+from autoseg.plans.preprocessing import (
+    ChannelNormalization,
+    PreprocessingOptions,
+    PreprocessingSpec,
+)
+from autoseg.plans.record import records_decoder
+from autoseg.plans.schema import MEMORY_SOURCES, SCHEMA_VERSION, Plans
 
-SCHEMA_VERSION = 1
-CONFIGURATIONS = ("3d_hybrid", "2.5d_unet", "2d_lcnn")
-MEMORY_SOURCES = ("detected", "flag", "default")
 CONFIG_KEYS = {
     "data_id": str,
     "spacing_mm": list,
@@ -47,39 +47,6 @@ TOP_KEYS = {
 }
 
 
-@dataclass(frozen=True)
-class Plans:
-    """A validated plans.json: ``payload`` is the JSON object, ``plans_id`` its hash."""
-
-    payload: dict[str, Any] = field(repr=False)
-
-    @property
-    def plans_id(self) -> str:
-        return self.payload["plans_id"]
-
-    @property
-    def dataset(self) -> str:
-        return self.payload["dataset"]
-
-    @property
-    def configurations(self) -> dict[str, dict[str, Any]]:
-        return self.payload["configurations"]
-
-    def configuration(self, name: str) -> dict[str, Any]:
-        """One configuration's entry; unknown names fail with the list of known ones."""
-        if name not in self.configurations:
-            known = ", ".join(sorted(self.configurations))
-            raise InvalidInputError(f"plans: no configuration '{name}' (known: {known})")
-        return self.configurations[name]
-
-    def to_json(self) -> dict[str, Any]:
-        return copy.deepcopy(self.payload)
-
-    def text(self) -> str:
-        """The exact bytes written to plans.json."""
-        return canonical_json(self.payload)
-
-
 def compute_plans_id(payload: dict[str, Any]) -> str:
     """Content hash of a plans payload, excluding the ``plans_id`` field itself."""
     return content_hash({k: v for k, v in payload.items() if k != "plans_id"})
@@ -94,7 +61,7 @@ def finalize(payload: dict[str, Any]) -> Plans:
     problems = plans_problems(body, "plans")
     if problems:
         raise InvalidInputError(problems)
-    return Plans(body)
+    return Plans.from_json(body, "plans")
 
 
 def _type_problems(payload: dict, schema: dict[str, type], where: str) -> list[str]:
@@ -179,7 +146,7 @@ def load_plans(path: str | Path) -> Plans:
     if problems:
         raise InvalidInputError(problems)
     payload["plans_id"] = compute_plans_id(payload)
-    return Plans(payload)
+    return Plans.from_json(payload, str(path))
 
 
 def write_plans(path: str | Path, plans: Plans) -> None:
@@ -188,81 +155,17 @@ def write_plans(path: str | Path, plans: Plans) -> None:
         temp.write_text(plans.text())
 
 
-def parse_value(text: str) -> Any:
-    """An override value: JSON when it parses (``4``, ``[1, 2]``, ``true``), else a string."""
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
-
-
-def assignment_path(payload: dict[str, Any], key: str) -> list[str]:
-    """``3d_hybrid.batch_size`` -> ``["configurations", "3d_hybrid", "batch_size"]``."""
-    parts = key.split(".")
-    if parts[0] in payload["configurations"]:
-        parts = ["configurations", *parts]
-    return parts
-
-
-def _override_target(payload: dict[str, Any], key: str) -> tuple[list[str], str]:
-    """Resolve ``3d_hybrid.batch_size`` -> path under the payload; ``configurations.`` optional."""
-    parts = assignment_path(payload, key)
-    return parts[:-1], parts[-1]
-
-
-def _set_one(payload: dict[str, Any], assignment: str) -> None:
-    if "=" not in assignment:
-        raise InvalidInputError(f"--set {assignment}: expected key=value")
-    key, text = assignment.split("=", 1)
-    parents, leaf = _override_target(payload, key.strip())
-    node: Any = payload
-    for depth, part in enumerate(parents):
-        if not isinstance(node, dict) or part not in node:
-            known = ", ".join(sorted(node)) if isinstance(node, dict) else "none"
-            where = ".".join(parents[:depth]) or "top level"
-            raise InvalidInputError(
-                f"--set {key}: unknown key '{part}' at {where} (known: {known})"
-            )
-        node = node[part]
-    if not isinstance(node, dict) or leaf not in node or leaf in ("plans_id", "schema_version"):
-        known = ", ".join(sorted(k for k in node if k not in ("plans_id", "schema_version")))
-        raise InvalidInputError(f"--set {key}: unknown key '{leaf}' (known: {known})")
-    value, old = parse_value(text.strip()), node[leaf]
-    if old is not None and not _compatible(old, value):
-        raise InvalidInputError(
-            f"--set {key}: expected {type(old).__name__} like {json.dumps(old)}, got {text!r}"
-        )
-    node[leaf] = value
-
-
-def _compatible(old: Any, new: Any) -> bool:
-    if isinstance(old, bool) or isinstance(new, bool):
-        return isinstance(old, bool) and isinstance(new, bool)
-    if isinstance(old, int | float) and isinstance(new, int | float):
-        return not (isinstance(old, int) and isinstance(new, float) and not new.is_integer())
-    return isinstance(new, type(old))
-
-
-def apply_overrides(plans: Plans, assignments: list[str]) -> Plans:
-    """A new Plans with ``key=value`` overrides applied and recorded under ``overrides``.
-
-    Keys are dotted paths: ``3d_hybrid.batch_size=4``, ``3d_hybrid.training.epochs=50``,
-    ``recommended_configuration=2d_lcnn``. Values parse as JSON, else as strings, and must
-    keep the type of the value they replace.
-
-    Raises:
-        InvalidInputError: an unknown key (listing the known ones) or a wrong value type.
-    """
-    payload = plans.to_json()
-    for assignment in assignments:
-        _set_one(payload, assignment)
-    payload["overrides"] = [*payload.get("overrides", []), *assignments]
-    return finalize(payload)
-
-
 def _refresh_data_ids(payload: dict[str, Any]) -> None:
     """Overrides of spacing or normalisation must land in another cache folder."""
-    from autoseg.planning.preprocessing_entry import data_id_for
+    for name, config in payload["configurations"].items():
+        config["data_id"] = _entry_spec(config, f"plans: configurations.{name}").data_id
 
-    for config in payload["configurations"].values():
-        config["data_id"] = data_id_for(config)
+
+def _entry_spec(config: dict[str, Any], where: str) -> PreprocessingSpec:
+    """The preprocessing spec of a configuration entry not yet validated as a whole."""
+    try:
+        normalization = records_decoder(ChannelNormalization)(config["normalization"], where)
+        options = PreprocessingOptions.from_json(config.get("preprocessing", {}), where)
+        return PreprocessingSpec.from_parts(config["spacing_mm"], normalization, options)
+    except (KeyError, TypeError, ValueError) as error:
+        raise InvalidInputError(f"plans: invalid preprocessing entry ({error})") from error

@@ -1,4 +1,8 @@
-"""The preprocessing spec: every setting that changes a cache, filled in by the planner.
+"""The preprocessing part of a configuration, and the spec of the cache it builds.
+
+A configuration carries ``spacing_mm``, ``normalization`` (one entry per channel) and a
+``preprocessing`` object (:class:`PreprocessingOptions`); together they are exactly a
+:class:`PreprocessingSpec`: every setting that changes a cache.
 
 A cache folder is keyed by :attr:`PreprocessingSpec.data_id`, derived from the spec's content,
 so configurations that share a spec (2D, 2.5D and 3D at the same spacing) share one cache and a
@@ -13,6 +17,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from autoseg.plans.record import Record
+
 # Bump when the code's output for the same spec changes: old caches then stop matching.
 CACHE_FORMAT_VERSION = 1
 
@@ -21,7 +27,21 @@ DATA_DTYPES = ("float32", "float16")
 
 
 @dataclass(frozen=True)
-class ChannelNormalization:
+class PreprocessingOptions(Record):
+    """The configuration's ``preprocessing`` object (see :class:`PreprocessingSpec`)."""
+
+    crop_to_nonzero: bool = True
+    n4: bool = False
+    anisotropy_threshold: float = 3.0
+    data_dtype: str = "float32"
+    foreground_samples: int = 10000
+
+
+OPTIONS = PreprocessingOptions()
+
+
+@dataclass(frozen=True)
+class ChannelNormalization(Record):
     """How one image channel is normalised.
 
     Attributes:
@@ -55,27 +75,14 @@ class ChannelNormalization:
             if missing:
                 raise ValueError(f"ct normalisation needs {', '.join(missing)}")
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "scheme": self.scheme,
-            "clip_low": self.clip_low,
-            "clip_high": self.clip_high,
-            "mean": self.mean,
-            "std": self.std,
-        }
+    def canonical(self) -> ChannelNormalization:
+        """Every key present, numbers as floats: the form a cache's hash is taken of."""
 
-    @classmethod
-    def from_json(cls, payload: dict[str, Any]) -> ChannelNormalization:
-        def number(key: str) -> float | None:
-            value = payload.get(key)
+        def number(value: float | None) -> float | None:
             return None if value is None else float(value)
 
-        return cls(
-            scheme=str(payload["scheme"]),
-            clip_low=number("clip_low"),
-            clip_high=number("clip_high"),
-            mean=number("mean"),
-            std=number("std"),
+        return ChannelNormalization(
+            self.scheme, *(number(v) for v in (self.clip_low, self.clip_high, self.mean, self.std))
         )
 
 
@@ -96,11 +103,11 @@ class PreprocessingSpec:
 
     spacing_mm: tuple[float, float, float]
     normalization: tuple[ChannelNormalization, ...]
-    crop_to_nonzero: bool = True
-    n4: bool = False
-    anisotropy_threshold: float = 3.0
-    data_dtype: str = "float32"
-    foreground_samples: int = 10000
+    crop_to_nonzero: bool = OPTIONS.crop_to_nonzero
+    n4: bool = OPTIONS.n4
+    anisotropy_threshold: float = OPTIONS.anisotropy_threshold
+    data_dtype: str = OPTIONS.data_dtype
+    foreground_samples: int = OPTIONS.foreground_samples
     _hash: str = field(default="", init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -112,7 +119,7 @@ class PreprocessingSpec:
         if self.data_dtype not in DATA_DTYPES:
             raise ValueError(f"data_dtype must be one of {DATA_DTYPES}, got '{self.data_dtype}'")
         object.__setattr__(self, "spacing_mm", spacing)
-        object.__setattr__(self, "normalization", tuple(self.normalization))
+        object.__setattr__(self, "normalization", tuple(e.canonical() for e in self.normalization))
         canonical = json.dumps(
             {"format": CACHE_FORMAT_VERSION, **self.to_json()}, sort_keys=True, allow_nan=False
         )
@@ -148,14 +155,30 @@ class PreprocessingSpec:
 
     @classmethod
     def from_json(cls, payload: dict[str, Any]) -> PreprocessingSpec:
-        return cls(
-            spacing_mm=tuple(float(v) for v in payload["spacing_mm"]),
-            normalization=tuple(
-                ChannelNormalization.from_json(e) for e in payload["normalization"]
+        """Read :meth:`to_json`'s object (``preprocessing_spec.json`` of a cache)."""
+        options = {k: v for k, v in payload.items() if k not in ("spacing_mm", "normalization")}
+        return cls.from_parts(
+            payload["spacing_mm"],
+            tuple(
+                ChannelNormalization.from_json(e, "normalization") for e in payload["normalization"]
             ),
-            crop_to_nonzero=bool(payload.get("crop_to_nonzero", True)),
-            n4=bool(payload.get("n4", False)),
-            anisotropy_threshold=float(payload.get("anisotropy_threshold", 3.0)),
-            data_dtype=str(payload.get("data_dtype", "float32")),
-            foreground_samples=int(payload.get("foreground_samples", 10000)),
+            PreprocessingOptions.from_json(options, "preprocessing"),
+        )
+
+    @classmethod
+    def from_parts(
+        cls,
+        spacing_mm: Any,
+        normalization: tuple[ChannelNormalization, ...],
+        options: PreprocessingOptions,
+    ) -> PreprocessingSpec:
+        """The spec of a configuration's spacing, normalisation and preprocessing options."""
+        return cls(
+            spacing_mm=tuple(float(v) for v in spacing_mm),
+            normalization=normalization,
+            crop_to_nonzero=bool(options.crop_to_nonzero),
+            n4=bool(options.n4),
+            anisotropy_threshold=float(options.anisotropy_threshold),
+            data_dtype=str(options.data_dtype),
+            foreground_samples=int(options.foreground_samples),
         )
