@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -340,3 +340,46 @@ def draw_batch(
     return tuple(
         draw_parameters(rng, settings, patch_size, dim, channels) for _ in range(batch_size)
     )
+
+
+@dataclass(frozen=True)
+class ChannelOps:
+    """One backend's channel operations: numpy/scipy for the CPU path, torch on the device.
+
+    Both paths run :func:`channel_intensity` with their own ops, so the order of the
+    intensity transforms and their formulas are written once.
+    """
+
+    blur: Callable[[Any, float], Any]
+    clip: Callable[[Any, Any, Any], Any]
+    low_resolution: Callable[[Any, float, bool], Any]
+    gamma: Callable[[Any, float], Any]
+
+
+def channel_values(values: tuple | None, count: int) -> list:
+    """Per-channel values (a single value applies to every channel; None: no channel)."""
+    if values is None:
+        return [None] * count
+    return list(values) * count if len(values) == 1 else list(values)
+
+
+def channel_intensity(out: Any, params: SampleParameters, in_plane: bool, ops: ChannelOps) -> Any:
+    """Blur, brightness, contrast, low resolution and gamma, channel by channel, in place on
+    a sample ``(C, *P)`` (array or tensor) whose noise is already added."""
+
+    def contrast(channel: Any, factor: float) -> Any:
+        low, high, mean = channel.min(), channel.max(), channel.mean()
+        return ops.clip((channel - mean) * factor + mean, low, high)
+
+    steps = (
+        (params.blur, ops.blur),
+        (params.brightness, lambda channel, factor: channel * factor),
+        (params.contrast, contrast),
+        (params.low_resolution, lambda channel, zoom: ops.low_resolution(channel, zoom, in_plane)),
+        (params.gamma, ops.gamma),
+    )
+    for values, apply in steps:
+        for c, value in enumerate(channel_values(values, len(out))):
+            if value is not None:
+                out[c] = apply(out[c], value)
+    return out

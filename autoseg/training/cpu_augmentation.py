@@ -17,8 +17,10 @@ from scipy import ndimage
 
 from autoseg.plans import Augmentation
 from autoseg.training.augmentation import (
+    ChannelOps,
     Deferred,
     SampleParameters,
+    channel_intensity,
     draw_batch,
     resolve,
     spatial_dims,
@@ -84,13 +86,6 @@ def spatial(
     return image.astype(np.float32), labels
 
 
-def _channels(values: tuple | None, count: int) -> list:
-    """Per-channel values (a single value applies to every channel)."""
-    if values is None:
-        return [None] * count
-    return list(values) * count if len(values) == 1 else list(values)
-
-
 def _low_resolution(image: np.ndarray, zoom: float, ignore_first: bool) -> np.ndarray:
     """Downsample linearly by ``zoom`` and back by nearest neighbour, sampling where
     torch's ``interpolate`` does (``align_corners=False``), so both paths agree."""
@@ -114,30 +109,20 @@ def _gamma(image: np.ndarray, gamma: float) -> np.ndarray:
     return (out - out.mean()) / (out.std() + 1e-8) * std + mean
 
 
+def _blur(image: np.ndarray, sigma: float) -> np.ndarray:
+    return ndimage.gaussian_filter(image, sigma, mode="mirror")  # = torch's "reflect"
+
+
+NUMPY_OPS = ChannelOps(blur=_blur, clip=np.clip, low_resolution=_low_resolution, gamma=_gamma)
+
+
 def intensity(data: np.ndarray, params: SampleParameters, in_plane: bool) -> np.ndarray:
     """Noise, blur, brightness, contrast, low resolution, gamma on one sample ``(C, *P)``."""
     out = data.astype(np.float32, copy=True)
-    count = len(out)
     if params.noise is not None:
         std, seed = params.noise
         out += std * np.random.default_rng(seed).standard_normal(out.shape, np.float32)
-    for c, sigma in enumerate(_channels(params.blur, count)):
-        if sigma is not None:
-            out[c] = ndimage.gaussian_filter(out[c], sigma, mode="mirror")  # = torch "reflect"
-    for c, factor in enumerate(_channels(params.brightness, count)):
-        if factor is not None:
-            out[c] *= factor
-    for c, factor in enumerate(_channels(params.contrast, count)):
-        if factor is not None:
-            low, high, mean = out[c].min(), out[c].max(), out[c].mean()
-            out[c] = np.clip((out[c] - mean) * factor + mean, low, high)
-    for c, zoom in enumerate(_channels(params.low_resolution, count)):
-        if zoom is not None:
-            out[c] = _low_resolution(out[c], zoom, in_plane)
-    for c, gamma in enumerate(_channels(params.gamma, count)):
-        if gamma is not None:
-            out[c] = _gamma(out[c], gamma)
-    return out
+    return channel_intensity(out, params, in_plane, NUMPY_OPS)
 
 
 def augment_sample(

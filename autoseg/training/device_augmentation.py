@@ -22,7 +22,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from autoseg.training.augmentation import Deferred, SampleParameters
+from autoseg.training.augmentation import ChannelOps, Deferred, SampleParameters, channel_intensity
 from autoseg.training.cpu_augmentation import full_matrix
 from autoseg.training.sampling import SEG_PAD
 
@@ -134,37 +134,19 @@ def gamma(image: torch.Tensor, value: float) -> torch.Tensor:
     return (out - out.mean()) / (out.std(correction=0) + 1e-8) * std + mean
 
 
-def _channels(values: tuple | None, count: int) -> list:
-    if values is None:
-        return [None] * count
-    return list(values) * count if len(values) == 1 else list(values)
+TORCH_OPS = ChannelOps(blur=gaussian_blur, clip=torch.clamp, low_resolution=low_resolution,
+                       gamma=gamma)  # fmt: skip
 
 
 def intensity(sample: torch.Tensor, params: SampleParameters, in_plane: bool) -> torch.Tensor:
     """Noise, blur, brightness, contrast, low resolution, gamma on one sample ``(C, *P)``,
     in the CPU path's order and with its formulas."""
-    out, count = sample.clone(), sample.shape[0]
+    out = sample.clone()
     if params.noise is not None:
         std, seed = params.noise
         generator = torch.Generator(device=out.device).manual_seed(seed)
         out += std * torch.randn(out.shape, generator=generator, device=out.device)
-    for c, sigma in enumerate(_channels(params.blur, count)):
-        if sigma is not None:
-            out[c] = gaussian_blur(out[c], sigma)
-    for c, factor in enumerate(_channels(params.brightness, count)):
-        if factor is not None:
-            out[c] *= factor
-    for c, factor in enumerate(_channels(params.contrast, count)):
-        if factor is not None:
-            low, high, mean = out[c].min(), out[c].max(), out[c].mean()
-            out[c] = torch.clamp((out[c] - mean) * factor + mean, low, high)
-    for c, zoom in enumerate(_channels(params.low_resolution, count)):
-        if zoom is not None:
-            out[c] = low_resolution(out[c], zoom, in_plane)
-    for c, value in enumerate(_channels(params.gamma, count)):
-        if value is not None:
-            out[c] = gamma(out[c], value)
-    return out
+    return channel_intensity(out, params, in_plane, TORCH_OPS)
 
 
 def augment(

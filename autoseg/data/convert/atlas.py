@@ -32,8 +32,8 @@ from autoseg.data.convert.cases import (
     ConversionPlan,
     NiftiSource,
     bids_case_id,
-    duplicate_case_problems,
     is_test_path,
+    raise_case_problems,
     safe_case_id,
 )
 from autoseg.data.io import NIFTI_ENDINGS, file_ending, strip_ending
@@ -173,11 +173,9 @@ def plan(src: Path) -> ConversionPlan:
     for group in groups.values():
         problems += _pair_problems(group)
     tasks, sources = _tasks(groups)
-    problems += duplicate_case_problems(tasks, src)
-    if not any(not task.is_test for task in tasks) and not problems:
-        problems.append(f"{src}: no ATLAS training images ('*_T1w.nii.gz' outside 'Testing/')")
-    if problems:
-        raise InvalidInputError(problems)
+    trains = any(not task.is_test for task in tasks)
+    nothing = None if trains else "no ATLAS training images ('*_T1w.nii.gz' outside 'Testing/')"
+    raise_case_problems(tasks, problems, src, nothing)
     ignored = sum(item.is_mask and item.is_test for g in groups.values() for item in g)
     if ignored:
         logger.info("ignored %d lesion mask(s) under Testing/ (test cases have no labels)", ignored)

@@ -7,13 +7,14 @@ folders, the orientation of bare arrays).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
+from autoseg.core.errors import InvalidInputError
 from autoseg.data.records import ImageMeta
 from autoseg.data.sources import CaseSource
 
@@ -169,3 +170,15 @@ def duplicate_case_problems(tasks: Iterable[CaseTask], where: Path) -> list[str]
         key = (task.is_test, task.case_id)
         seen[key] = seen.get(key, 0) + 1
     return [f"{where}: case id '{c}' occurs {n} times" for (_, c), n in seen.items() if n > 1]
+
+
+def raise_case_problems(
+    tasks: Sequence[CaseTask], problems: list[str], src: Path, nothing: str | None
+) -> None:
+    """Raise every problem of a source at once: those found, case ids used twice, and
+    ``nothing`` (what was looked for and not found) when there is no case to convert."""
+    problems = [*problems, *duplicate_case_problems(tasks, src)]
+    if nothing is not None and not problems:
+        problems.append(f"{src}: {nothing}")
+    if problems:
+        raise InvalidInputError(problems)

@@ -36,7 +36,7 @@ from autoseg.data.convert.cases import (
     NiftiSource,
     Source,
     bids_case_id,
-    duplicate_case_problems,
+    raise_case_problems,
 )
 from autoseg.data.convert.resample import METHOD, ResampledSource
 from autoseg.data.io import NIFTI_ENDINGS, file_ending, read_meta
@@ -232,11 +232,8 @@ def plan(src: Path, channels: Sequence[str] | None = None) -> ConversionPlan:
         raise InvalidInputError(problems)
     groups, problems = _group(src)
     tasks, sources, found = _plan_cases(groups, channels)
-    problems += found + duplicate_case_problems(tasks, src)
-    if not groups and not problems:
-        problems.append(f"{src}: no ISLES'22 images (sub-*_dwi.nii.gz, _adc, _FLAIR) found")
-    if problems:
-        raise InvalidInputError(problems)
+    nothing = None if groups else "no ISLES'22 images (sub-*_dwi.nii.gz, _adc, _FLAIR) found"
+    raise_case_problems(tasks, problems + found, src, nothing)
     if not any(not t.is_test for t in tasks):
         logger.warning("%s: no masks under derivatives/; all %d cases are test cases", src,
                        len(tasks))  # fmt: skip

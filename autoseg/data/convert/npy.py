@@ -40,8 +40,8 @@ from autoseg.data.convert.cases import (
     ConversionPlan,
     NiftiSource,
     array_affine,
-    duplicate_case_problems,
     is_test_path,
+    raise_case_problems,
     safe_case_id,
 )
 from autoseg.data.io import NIFTI_ENDINGS, file_ending, read_meta, strip_ending
@@ -280,11 +280,7 @@ def plan(src: Path, spacing_mm: tuple[float, float, float] | None = None) -> Con
         task, found = _case_task(case, roles, channels, masks_expected, test, spacing_mm)
         problems += found
         tasks += [task] if task is not None else []
-    problems += duplicate_case_problems(tasks, src)
-    if not tasks and not problems:
-        problems.append(f"{src}: no .npy / .nii.gz volumes found")
-    if problems:
-        raise InvalidInputError(problems)
+    raise_case_problems(tasks, problems, src, None if tasks else "no .npy / .nii.gz volumes found")
     if not masks_expected:
         logger.warning("%s: no masks anywhere; all %d cases become test cases", src, len(tasks))
     note = {"kind": "npy", "path": str(src.resolve())}

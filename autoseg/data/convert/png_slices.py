@@ -42,7 +42,7 @@ from autoseg.data.convert.cases import (
     CaseTask,
     ConversionPlan,
     array_affine,
-    duplicate_case_problems,
+    raise_case_problems,
     safe_case_id,
 )
 from autoseg.data.records import ImageMeta, matrix_to_tuple
@@ -322,11 +322,8 @@ def plan(src: Path, spacing_mm: tuple[float, float, float] | None = None) -> Con
             task, found = _patient_task(name, folders, masks_expected and not is_test, spacing)
             tasks.append(task)
             problems += found
-    problems += duplicate_case_problems(tasks, src)
-    if not tasks and not problems:
-        problems.append(f"{src}: no patient folders with images/ found")
-    if problems:
-        raise InvalidInputError(problems)
+    nothing = None if tasks else "no patient folders with images/ found"
+    raise_case_problems(tasks, problems, src, nothing)
     if not masks_expected:
         logger.warning("%s: no masks anywhere; all %d patients become test cases", src, len(tasks))
     note = {"kind": "png-slices", "path": str(src.resolve()), "spacing_mm": list(spacing)}
