@@ -63,12 +63,14 @@ class BusyElsewhere:
     thread fewer 2x. So the caller asks, case by case or epoch by epoch, how much of its
     cores the neighbours used meanwhile and yields that much. The reading covers the CPUs
     in this process's affinity mask (``/proc/stat`` per-CPU lines) less the CPU time of this
-    process and of its children (the training loader's workers, which the caller reserves
-    cores for already); without ``/proc/stat`` it reports 0.
+    process and, with ``children``, of its child processes (the training loader's workers,
+    which the caller reserves cores for already; any other child, such as a second job
+    started from the same script, counts as a neighbour); without ``/proc/stat`` it
+    reports 0.
     """
 
-    def __init__(self, stat: Path = PROC_STAT) -> None:
-        self._stat = stat
+    def __init__(self, stat: Path = PROC_STAT, children: bool = False) -> None:
+        self._stat, self._children = stat, children
         self._last: _Reading | None = None
 
     def cores(self) -> float:
@@ -92,7 +94,8 @@ class BusyElsewhere:
         busy = busy_cpu_seconds(self._stat, usable_cpu_ids())
         if busy is None:
             return None
-        return _Reading(time.monotonic(), busy, time.process_time(), child_cpu_seconds())
+        children = child_cpu_seconds() if self._children else {}
+        return _Reading(time.monotonic(), busy, time.process_time(), children)
 
 
 @dataclass(frozen=True)

@@ -186,7 +186,7 @@ class YieldToNeighbours(Callback):
     """
 
     def __init__(self, probe: BusyElsewhere | None = None) -> None:
-        self.probe = probe if probe is not None else BusyElsewhere()
+        self.probe = probe if probe is not None else BusyElsewhere(children=True)
 
     def before_epoch(self) -> None:
         trainer = self.trainer

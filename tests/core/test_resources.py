@@ -112,12 +112,16 @@ def test_busy_elsewhere_subtracts_this_process_and_divides_by_wall_time(
     clock = {"wall": 100.0, "own": 5.0}
     monkeypatch.setattr(resources.time, "monotonic", lambda: clock["wall"])
     monkeypatch.setattr(resources.time, "process_time", lambda: clock["own"])
-    monkeypatch.setattr(resources.time, "sleep", lambda s: clock.update(wall=clock["wall"] + s))
+    monkeypatch.setattr(resources.time, "sleep", lambda s: None)  # the clock is ours
     monkeypatch.setattr(resources, "usable_cpu_ids", lambda: {0, 1})
-    probe = resources.BusyElsewhere(stat)
-    assert probe.cores() == 0.0  # first reading waits for a second one: nothing moved
-    # 10 s later: both CPUs busy 10 s each (20 CPU-s), this process used 6 of them
+    children = {"seconds": {41: 1.0}}  # a child (a loader worker) already ran 1 s
+    monkeypatch.setattr(resources, "child_cpu_seconds", lambda: dict(children["seconds"]))
+    probe, with_children = resources.BusyElsewhere(stat), resources.BusyElsewhere(stat, True)
+    assert probe.cores() == with_children.cores() == 0.0  # the first reading waits: no change
+    # 10 s later: both CPUs busy 10 s each (20 CPU-s), this process used 6, its child 3 more
     _stat(stat, (10 * hertz, 0, 0, 0, 0, 0, 0, 0), (10 * hertz, 0, 0, 0, 0, 0, 0, 0))
     clock.update(wall=clock["wall"] + 10, own=clock["own"] + 6)
-    assert probe.cores() == pytest.approx(1.4)
+    children["seconds"] = {41: 4.0}
+    assert probe.cores() == pytest.approx(1.4)  # the child is a neighbour here
+    assert with_children.cores() == pytest.approx(1.1)  # and one of the job's own here
     assert resources.BusyElsewhere(tmp_path / "missing").cores() == 0.0
