@@ -115,7 +115,7 @@ def make_data(args: argparse.Namespace, work: Path) -> None:
 def score(work: Path, predictions: Path) -> dict:
     """Mean Dice, lesion F1 (challenge metrics) and the by-size tables of a prediction."""
     labels = work / "home" / "raw" / "LC_test" / "labelsTr"
-    metrics = predictions.parent / "metrics.json"
+    metrics = predictions.parent / f"metrics_{predictions.name}.json"  # one per TTA setting
     run(
         [
             str(BIN / "autoseg_evaluate"),
@@ -127,7 +127,7 @@ def score(work: Path, predictions: Path) -> dict:
             str(metrics),
             "--overwrite",
         ],
-        predictions.parent / "evaluate.log",
+        predictions.parent / f"evaluate_{predictions.name}.log",
     )
     mean = read_json(metrics)["mean"]
     cases, lesions = score_folders(labels, predictions, CONNECTIVITY)
