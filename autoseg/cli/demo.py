@@ -30,8 +30,8 @@ def demo_parser() -> argparse.ArgumentParser:
         "held-out cases, evaluate, and write the HTML report. Re-running resumes.",
     )
     parser.add_argument("--minutes", type=float, default=15.0, help="budget of the whole demo")
-    parser.add_argument("--cases", type=int, default=20, help="synthetic training cases")
-    parser.add_argument("--holdout-cases", type=int, default=6, help="held-out test cases")
+    parser.add_argument("--cases", type=int, default=40, help="synthetic training cases")
+    parser.add_argument("--holdout-cases", type=int, default=10, help="held-out test cases")
     parser.add_argument("--config", help="configuration to train (default: the planner's)")
     parser.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cuda, cpu")
     parser.add_argument(

@@ -22,6 +22,7 @@ from autoseg.plans import Augmentation, InferenceWindow, TrainingSchedule
 CPU_TRAINING = {"epochs": 30, "iterations_per_epoch": 50, "validation_iterations": 10,
                 "optimizer": "adamw", "lr": 3e-3, "weight_decay": 1e-4,
                 "per_lesion_sampling": 0.5, "loss": "dice_ce_lesion"}  # fmt: skip
+CT_WINDOW_MARGIN = 1.0  # CT clip window: lesion range widened by this many widths per side
 
 
 def target_spacing(fingerprint: dict[str, Any]) -> list[float]:
@@ -58,18 +59,34 @@ def dataset_voxels_at(fingerprint: dict[str, Any], spacing_mm: list[float]) -> f
     return float(fingerprint["voxels_after_crop_total"] * ratio)
 
 
+def ct_window(foreground: dict[str, float]) -> tuple[float, float]:
+    """The CT clip window: the lesions' 0.5-99.5 percentile range widened by its own width
+    on each side.
+
+    Clipping to the lesions' own range alone (nnU-Net's rule) makes everything darker than
+    the darkest lesion voxel read as lesion core: acute infarcts span only 10-20 HU, so CSF
+    a few HU below them was clipped onto them, and a 2D model marked every sulcus. One
+    range-width each side keeps CSF, grey and white matter apart (on a 14-24 HU lesion
+    range it is about the 0-80 HU brain window) and still clips bone and air.
+    """
+    low, high = foreground["percentile_00_5"], foreground["percentile_99_5"]
+    margin = CT_WINDOW_MARGIN * (high - low)
+    return low - margin, high + margin
+
+
 def normalization(fingerprint: dict[str, Any]) -> list[dict[str, Any]]:
-    """Per channel: CT clips to foreground percentiles then applies a global z-score
-    (HU are comparable across scans); MR/DWI intensities are arbitrary per scan, so each
-    image is z-scored inside its own brain mask."""
+    """Per channel: CT clips to a window around the lesions' intensities (:func:`ct_window`)
+    then applies a global z-score (HU are comparable across scans); MR/DWI intensities are
+    arbitrary per scan, so each image is z-scored inside its own brain mask."""
     entries = []
     for channel in fingerprint["channels"]:
         if channel["modality"] == "CT":
             fg = channel["foreground"]
+            clip_low, clip_high = ct_window(fg)
             entries.append({
                 "scheme": "ct",
-                "clip_low": fg["percentile_00_5"],
-                "clip_high": fg["percentile_99_5"],
+                "clip_low": clip_low,
+                "clip_high": clip_high,
                 "mean": fg.get("mean_clipped", fg["mean"]),
                 "std": max(fg.get("std_clipped", fg["std"]), 1e-8),
             })  # fmt: skip

@@ -56,7 +56,9 @@ def test_recommended_configuration_follows_the_data(atlas_plans: dict) -> None:
     assert atlas_plans[8].payload["recommended_configuration"] == "3d_hybrid"
     assert ct.payload["recommended_configuration"] == "2d_lcnn"
     assert ct.configuration("2d_lcnn")["normalization"][0]["scheme"] == "ct"
-    assert ct.configuration("2d_lcnn")["normalization"][0]["clip_low"] == 2.0
+    # the foreground's 0.5-99.5 percentiles (2, 55) widened by their width (53) each side
+    assert ct.configuration("2d_lcnn")["normalization"][0]["clip_low"] == -51.0
+    assert ct.configuration("2d_lcnn")["normalization"][0]["clip_high"] == 108.0
     assert atlas_plans[8].configuration("3d_hybrid")["normalization"][0]["scheme"] == "zscore_brain"
 
 
@@ -279,3 +281,11 @@ def test_thick_slices_start_above_a_ratio_of_three(
 ) -> None:
     fingerprint = {"spacing_mm": {"median": spacing}, "channels": [{"modality": modality}]}
     assert rules.recommended_configuration(fingerprint) == expected
+
+
+def test_ct_window_keeps_csf_apart_from_the_darkest_lesion() -> None:
+    """Acute infarcts span 14-24 HU; CSF (6 HU) and grey matter (38 HU) must stay outside
+    the lesion range after clipping, or every sulcus reads as lesion core."""
+    low, high = rules.ct_window({"percentile_00_5": 14.0, "percentile_99_5": 24.0})
+    assert (low, high) == (4.0, 34.0)
+    assert low < 6.0  # CSF keeps its own value instead of being clipped onto 14 HU
