@@ -62,7 +62,7 @@ ORDER = ["quickstart.md", "atlas-t1w.md", "benchmark.md", "cluster.md", "plans.m
 PARSE_ONLY = {"torchrun", "sbatch", "make", "bash"}
 EXPECTED_PAGES = {"index.md", "quickstart.md", "atlas-t1w.md", "ct-png-slices.md", "dwi-adc.md",
                   "plans.md", "cluster.md", "from-nnunet.md", "metrics.md",
-                  "isles22-lesion-table.md", "benchmark.md"}  # fmt: skip
+                  "isles22-lesion-table.md", "benchmark.md", "quality.md"}  # fmt: skip
 
 
 def all_commands() -> list[DocCommand]:
