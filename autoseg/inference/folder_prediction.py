@@ -29,7 +29,12 @@ from autoseg.inference.outputs import CaseOutputs, case_outputs, select_pending,
 from autoseg.inference.postprocess import check_postprocessing, needs_probabilities, postprocess
 from autoseg.inference.settings import InferenceSettings
 from autoseg.plans.preprocessing import PreprocessingSpec
-from autoseg.preprocessing.case import preprocess_case, revert_prediction, revert_probabilities
+from autoseg.preprocessing.case import (
+    background_outside_body,
+    preprocess_case,
+    revert_prediction,
+    revert_probabilities,
+)
 from autoseg.preprocessing.properties import PreprocessedCase
 
 
@@ -104,7 +109,8 @@ class NetworkWriter:
     def predict(self, loaded: PreprocessedCase) -> np.ndarray:
         case_id = loaded.properties.case_id
         try:
-            return predict_case(self.networks, loaded.data, self.settings)
+            probabilities = predict_case(self.networks, loaded.data, self.settings)
+            return background_outside_body(probabilities, loaded.body)
         except InvalidInputError:
             raise
         except Exception as error:

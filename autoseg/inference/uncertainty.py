@@ -45,7 +45,11 @@ from autoseg.inference.outputs import CaseOutputs, write_case
 from autoseg.inference.postprocess import check_postprocessing, postprocess
 from autoseg.inference.settings import InferenceSettings
 from autoseg.plans.preprocessing import PreprocessingSpec
-from autoseg.preprocessing.case import preprocess_case, revert_probabilities
+from autoseg.preprocessing.case import (
+    background_outside_body,
+    preprocess_case,
+    revert_probabilities,
+)
 from autoseg.preprocessing.properties import PreprocessedCase
 
 LESION_CONNECTIVITY = 26
@@ -218,7 +222,10 @@ class UncertaintyWriter:
     def predict(self, loaded: Sequence[PreprocessedCase]) -> list[list[np.ndarray]]:
         """Every network's probabilities ``(K, Z, Y, X)`` in its group's grid, grouped."""
         return [
-            [predict_case([net], case.data, group.settings) for net in group.networks]
+            [
+                background_outside_body(predict_case([net], case.data, group.settings), case.body)
+                for net in group.networks
+            ]
             for group, case in zip(self.groups, loaded, strict=True)
         ]
 

@@ -74,14 +74,28 @@ def _check_inputs(data: np.ndarray, seg: np.ndarray | None, spec: PreprocessingS
 
 
 def _resample_seg(
-    seg: np.ndarray, mask: np.ndarray, out_shape: tuple[int, ...], thick: int | None, mark: bool
+    seg: np.ndarray, body: np.ndarray | None, out_shape: tuple[int, ...], thick: int | None
 ) -> np.ndarray:
-    """Labels at the target grid, -1 where the (resampled) nonzero mask is off and label is 0."""
+    """Labels at the target grid, -1 where the (resampled) body mask is off and label is 0."""
     seg_out = resample_labels(seg, out_shape, thick)
-    if mark:
-        mask_out = resample_labels(mask.astype(np.int8), out_shape, thick)
-        seg_out[(seg_out == 0) & (mask_out == 0)] = -1
+    if body is not None:
+        seg_out[(seg_out == 0) & ~body] = -1
     return seg_out[None]
+
+
+def background_outside_body(probabilities: np.ndarray, body: np.ndarray | None) -> np.ndarray:
+    """Class probabilities ``(K, z, y, x)`` with every voxel outside the body set to background.
+
+    Training ignores the labels there (-1), so the network never learns what the air
+    around a head is: a model trained for minutes marked blobs in the corners of CT slices.
+    No lesion lies outside the body mask the image itself gives, so the prediction there is
+    background by definition. Changes ``probabilities`` in place; None leaves it as is.
+    """
+    if body is not None:
+        outside = ~body
+        probabilities[:, outside] = 0.0
+        probabilities[0, outside] = 1.0
+    return probabilities
 
 
 def _label_statistics(seg: np.ndarray | None, samples: int, case_id: str) -> dict[str, dict]:
@@ -123,9 +137,10 @@ def preprocess_arrays(
     thick = thick_axis(meta.spacing_mm, spec.spacing_mm, spec.anisotropy_threshold)
     out_shape = target_shape(box.shape, meta.spacing_mm, spec.spacing_mm)
     data = resample_image(data, out_shape, thick).astype(spec.data_dtype, copy=False)
-    seg_out = None
-    if seg is not None:
-        seg_out = _resample_seg(crop(seg, box), mask, out_shape, thick, spec.crop_to_nonzero)
+    body = None
+    if spec.crop_to_nonzero:
+        body = resample_labels(mask.astype(np.int8), out_shape, thick) > 0
+    seg_out = None if seg is None else _resample_seg(crop(seg, box), body, out_shape, thick)
     properties = CaseProperties(
         case_id=case_id,
         meta=meta,
@@ -137,7 +152,7 @@ def preprocess_arrays(
         spec_hash=spec.spec_hash,
         **_label_statistics(seg_out, spec.foreground_samples, case_id),
     )
-    return PreprocessedCase(np.ascontiguousarray(data), seg_out, properties)
+    return PreprocessedCase(np.ascontiguousarray(data), seg_out, properties, body)
 
 
 def preprocess_case(

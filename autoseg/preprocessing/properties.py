@@ -100,11 +100,16 @@ class PreprocessedCase:
         seg: int8 labels ``(1, Z, Y, X)``, -1 outside the nonzero region when cropped; None
             for an unlabelled input.
         properties: how to undo the preprocessing, and the foreground samples.
+        body: bool ``(Z, Y, X)``, the body mask at the target spacing: training labels are
+            -1 (ignored) outside it, so a prediction there is never learnt and must be read
+            as background (:func:`autoseg.preprocessing.case.background_outside_body`).
+            None when not cropped to the body, and for cases read back from a cache.
     """
 
     data: np.ndarray
     seg: np.ndarray | None
     properties: CaseProperties
+    body: np.ndarray | None = None
 
 
 def class_voxel_counts(seg: np.ndarray) -> dict[int, int]:

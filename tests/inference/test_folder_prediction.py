@@ -7,10 +7,11 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+import torch
 
 import autoseg.inference.folder_prediction as predictor_module
 from autoseg.core.errors import InvalidInputError
-from autoseg.data.io import read_meta, read_volume
+from autoseg.data.io import read_meta, read_volume, write_volume
 from autoseg.inference.case_prediction import predict_case
 from autoseg.inference.ensemble import ensemble_folders
 from autoseg.inference.folder_prediction import CasePredictionError, predict_folder, select_part
@@ -19,6 +20,7 @@ from autoseg.inference.outputs import CaseOutputs
 from autoseg.inference.settings import InferenceSettings
 from autoseg.plans.preprocessing import PreprocessingSpec
 from autoseg.preprocessing.case import preprocess_case, revert_prediction
+from tests.conftest import tiny_meta
 from tests.inference.conftest import bright_is_lesion
 
 
@@ -43,6 +45,33 @@ def test_labels_have_the_input_geometry_and_the_expected_values(
         np.testing.assert_array_equal(labels, expected)
         assert 0 < labels.mean() < 1  # both classes present: the network really ran
     assert sorted(p.name for p in out.iterdir()) == [f"case00{i}.nii.gz" for i in range(3)]
+
+
+def lesion_everywhere() -> torch.nn.Module:
+    """1x1 conv whose class-1 logit is 5 wherever it looks: a model with no idea of air."""
+    conv = torch.nn.Conv3d(1, 2, 1)
+    with torch.no_grad():
+        conv.weight.zero_()
+        conv.bias.copy_(torch.tensor([0.0, 5.0]))
+    return conv.eval()
+
+
+def test_nothing_is_marked_outside_the_body_the_model_was_never_taught(
+    tmp_path: Path, spec: PreprocessingSpec, settings: InferenceSettings
+) -> None:
+    # A ball-shaped head in zero air: the crop box keeps the air in its corners, where the
+    # training labels are -1 (ignored); the prediction there must be background.
+    meta = tiny_meta((8, 12, 12), (3.0, 2.0, 2.0))
+    z, y, x = np.mgrid[:8, :12, :12]
+    head = ((z - 3.5) / 3.5) ** 2 + ((y - 5.5) / 5.0) ** 2 + ((x - 5.5) / 5.0) ** 2 <= 1.0
+    image = np.where(head, 100.0 + np.random.default_rng(0).normal(0, 5, head.shape), 0.0)
+    images = tmp_path / "images"
+    images.mkdir()
+    write_volume(images / "case000_0000.nii.gz", image.astype(np.float32), meta)
+    out = tmp_path / "preds"
+    predict_folder(discover_cases(images), out, [lesion_everywhere()], spec, settings)
+    labels, _ = read_volume(out / "case000.nii.gz")
+    np.testing.assert_array_equal(labels > 0, head)
 
 
 def test_saved_probabilities_ensemble_back_to_the_same_labels(
