@@ -20,6 +20,8 @@ from autoseg.inference.settings import InferenceSettings
 from autoseg.inference.sliding_window import NetworkFn, sliding_window_inference
 from autoseg.inference.tta import Axes, mirror_combinations, mirrored
 from autoseg.networks.base import channels_last, to_channels_last
+from autoseg.preprocessing.case import background_outside_body
+from autoseg.preprocessing.properties import PreprocessedCase
 
 _NEIGHBOURS = BusyElsewhere()  # read once per case: what other processes used meanwhile
 
@@ -117,6 +119,14 @@ def predict_case(
             total = probabilities if total is None else total.add_(probabilities)
         total /= len(networks)
         return total.cpu().numpy()
+
+
+def predict_preprocessed(
+    networks: Sequence[Callable], case: PreprocessedCase, settings: InferenceSettings
+) -> np.ndarray:
+    """:func:`predict_case` of a case from ``preprocess_case``, background outside its body
+    mask (where training never supervised the networks); what every writer predicts."""
+    return background_outside_body(predict_case(networks, case.data, settings), case.body)
 
 
 @contextlib.contextmanager

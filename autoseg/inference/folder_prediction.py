@@ -23,18 +23,13 @@ from tqdm.auto import tqdm
 
 from autoseg.core.errors import InvalidInputError
 from autoseg.data.io import write_label
-from autoseg.inference.case_prediction import predict_case
+from autoseg.inference.case_prediction import predict_preprocessed
 from autoseg.inference.inputs import InputCase, verify_inputs
 from autoseg.inference.outputs import CaseOutputs, case_outputs, select_pending, write_case
 from autoseg.inference.postprocess import check_postprocessing, needs_probabilities, postprocess
 from autoseg.inference.settings import InferenceSettings
 from autoseg.plans.preprocessing import PreprocessingSpec
-from autoseg.preprocessing.case import (
-    background_outside_body,
-    preprocess_case,
-    revert_prediction,
-    revert_probabilities,
-)
+from autoseg.preprocessing.case import preprocess_case, revert_prediction, revert_probabilities
 from autoseg.preprocessing.properties import PreprocessedCase
 
 
@@ -109,8 +104,7 @@ class NetworkWriter:
     def predict(self, loaded: PreprocessedCase) -> np.ndarray:
         case_id = loaded.properties.case_id
         try:
-            probabilities = predict_case(self.networks, loaded.data, self.settings)
-            return background_outside_body(probabilities, loaded.body)
+            return predict_preprocessed(self.networks, loaded, self.settings)
         except InvalidInputError:
             raise
         except Exception as error:

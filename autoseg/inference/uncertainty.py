@@ -38,18 +38,14 @@ from autoseg.core.atomic import write_json
 from autoseg.data.io import write_label, write_volume
 from autoseg.data.prediction_files import DISAGREEMENT_SUFFIX, LESIONS_SUFFIX, UNCERTAINTY_SUFFIX
 from autoseg.data.records import ImageMeta
-from autoseg.inference.case_prediction import predict_case
+from autoseg.inference.case_prediction import predict_preprocessed
 from autoseg.inference.folder_prediction import run_folder
 from autoseg.inference.inputs import InputCase
 from autoseg.inference.outputs import CaseOutputs, write_case
 from autoseg.inference.postprocess import check_postprocessing, postprocess
 from autoseg.inference.settings import InferenceSettings
 from autoseg.plans.preprocessing import PreprocessingSpec
-from autoseg.preprocessing.case import (
-    background_outside_body,
-    preprocess_case,
-    revert_probabilities,
-)
+from autoseg.preprocessing.case import preprocess_case, revert_probabilities
 from autoseg.preprocessing.properties import PreprocessedCase
 
 LESION_CONNECTIVITY = 26
@@ -222,10 +218,7 @@ class UncertaintyWriter:
     def predict(self, loaded: Sequence[PreprocessedCase]) -> list[list[np.ndarray]]:
         """Every network's probabilities ``(K, Z, Y, X)`` in its group's grid, grouped."""
         return [
-            [
-                background_outside_body(predict_case([net], case.data, group.settings), case.body)
-                for net in group.networks
-            ]
+            [predict_preprocessed([net], case, group.settings) for net in group.networks]
             for group, case in zip(self.groups, loaded, strict=True)
         ]
 
