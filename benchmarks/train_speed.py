@@ -3,6 +3,7 @@ the loader's batches/s alone, and (when given) nnU-Net's PlainConvUNet on the sa
 
     python benchmarks/train_speed.py PREPROCESSED/ATLAS        # an existing plans.json
     python benchmarks/train_speed.py --synthetic /tmp/bench    # 2 mm synthetic ATLAS-like
+    python benchmarks/train_speed.py PREPROCESSED/ATLAS --precisions fp32 bf16
     python benchmarks/train_speed.py PREPROCESSED/ATLAS \
         --nnunet-python /work/nnunet_venv/bin/python \
         --nnunet-plans nnUNet_preprocessed/Dataset001_X/nnUNetPlans.json
@@ -10,6 +11,8 @@ the loader's batches/s alone, and (when given) nnU-Net's PlainConvUNet on the sa
 Each timing is the median of ``--iterations`` (20) steps after ``--warmup`` (3) steps, on
 batches drawn in advance (so the trainer's figure excludes loading); the loader figure
 times ``make_training_loader`` with its default workers and the plans' augmentation.
+``--precisions`` times the steps once per autocast precision (``auto`` is what training
+picks on this machine; ``bf16`` on a CPU is fast only with AMX or AVX512-BF16).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import torch
 from autoseg.core.workspace import Workspace
 from autoseg.pipeline.fold_data import load_fold
 from autoseg.pipeline.fold_trainer import TrainOptions, build_trainer
+from autoseg.training.speed import PRECISIONS, SpeedLevers, autocast_dtype
 
 NNUNET_SNIPPET = """
 import json, statistics, sys, time, torch
@@ -70,7 +74,7 @@ def median_step_seconds(trainer: object, batches: list, warmup: int) -> float:
 def time_configuration(
     workspace: Workspace, dataset: str, name: str, args: argparse.Namespace
 ) -> dict:
-    """Trainer seconds/iteration and loader batches/s of one configuration."""
+    """Trainer seconds/iteration (per precision) and loader batches/s of one configuration."""
     data = load_fold(workspace, dataset, name, 0)
     options = TrainOptions(device=args.device, num_workers=args.workers, progress=False)
     folder = Path(tempfile.mkdtemp(prefix="train_speed_"))
@@ -81,9 +85,14 @@ def time_configuration(
     batches = list(itertools.islice(loader, count))
     loader_rate = count / (time.perf_counter() - start)
     trainer.batches.close()
-    step = median_step_seconds(trainer, batches, args.warmup)
+    steps = {}
+    for precision in args.precisions:
+        if precision != "auto":  # the plan's amp flag aside: time the precision asked for
+            levers = SpeedLevers(precision=precision)
+            trainer.dtype = autocast_dtype(levers, trainer.device, True)
+        steps[precision] = median_step_seconds(trainer, batches, args.warmup)
     return {"configuration": name, "patch": list(data.config.patch_size),
-            "batch": data.config.batch_size, "s_per_iter": step,
+            "batch": data.config.batch_size, "s_per_iter": steps,
             "loader_batches_per_s": loader_rate}  # fmt: skip
 
 
@@ -131,6 +140,13 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--iterations", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument(
+        "--precisions",
+        nargs="+",
+        choices=PRECISIONS,
+        default=["auto"],
+        help="time the step under each (auto: what training picks here)",
+    )
     parser.add_argument("--nnunet-python")
     parser.add_argument("--nnunet-plans", help="nnUNetPlans.json of the same data")
     parser.add_argument("--nnunet-configuration", default="3d_fullres")
@@ -149,12 +165,14 @@ def main() -> None:
         workspace, dataset = synthetic_dataset(
             Path(args.synthetic or tempfile.mkdtemp()), args.cases
         )
-    print(f"{'configuration':<12} {'patch':<16} {'batch':>5} {'s/iter':>8} {'loader b/s':>11}")
+    columns = "".join(f"{'s/iter ' + p:>13}" for p in args.precisions)
+    print(f"{'configuration':<12} {'patch':<16} {'batch':>5}{columns} {'loader b/s':>11}")
     channels = 1
     for name in args.configurations:
         row = time_configuration(workspace, dataset, name, args)
-        print(f"{name:<12} {'x'.join(map(str, row['patch'])):<16} {row['batch']:>5} "
-              f"{row['s_per_iter']:>8.3f} {row['loader_batches_per_s']:>11.2f}")  # fmt: skip
+        times = "".join(f"{row['s_per_iter'][p]:>13.3f}" for p in args.precisions)
+        print(f"{name:<12} {'x'.join(map(str, row['patch'])):<16} {row['batch']:>5}{times} "
+              f"{row['loader_batches_per_s']:>11.2f}")  # fmt: skip
     nnunet = nnunet_seconds(args, channels)
     if nnunet is not None:
         print(f"{'nnU-Net ' + args.nnunet_configuration:<35} {nnunet:>8.3f}")

@@ -67,10 +67,11 @@ def add_lever_flags(parser: argparse.ArgumentParser) -> None:
     precision = group.add_mutually_exclusive_group()
     precision.add_argument("--precision", choices=("auto", "bf16", "fp16", "fp32"),
                            default="auto",
-                           help="CUDA autocast: auto (bf16 where supported, else fp16)",
+                           help="autocast: auto (CUDA: bf16 where supported, else fp16; CPU: bf16 "
+                           "where the CPU computes it natively, else none)",
                            )  # fmt: skip
     precision.add_argument("--bf16", dest="precision", action="store_const", const="bf16",
-                           help="CUDA: bf16 autocast (no loss scaling)")  # fmt: skip
+                           help="bf16 autocast (no loss scaling; CUDA or CPU)")  # fmt: skip
     precision.add_argument("--fp16", dest="precision", action="store_const", const="fp16",
                            help="CUDA: fp16 autocast with a GradScaler")  # fmt: skip
     group.add_argument("--fused-optimizer", action="store_true",

@@ -63,7 +63,9 @@ def train_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tracker", choices=("mlflow", "wandb"), help="also log to a tracker")
     parser.add_argument("--tracking-uri", help="MLflow URI (or $MLFLOW_TRACKING_URI)")
     parser.add_argument("--seed", type=int, default=12345, help="initialisation and batches")
-    parser.add_argument("--no-amp", action="store_true", help="full precision on CUDA")
+    parser.add_argument(
+        "--no-amp", action="store_true", help="full precision (no autocast on CUDA or a bf16 CPU)"
+    )
     parser.add_argument(
         "--checkpoint-minutes",
         type=float,

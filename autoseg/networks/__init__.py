@@ -7,7 +7,12 @@ Output contract: see ``autoseg.networks.base``.
 
 from autoseg.networks import hybrid, lcnn, unet25d  # noqa: F401  (register the networks)
 from autoseg.networks.base import FeatureMap, SegmentationNetwork
-from autoseg.networks.registry import build_network, list_networks, register_network
+from autoseg.networks.registry import (
+    build_network,
+    list_networks,
+    register_network,
+    trains_in_bf16_on_cpu,
+)
 
 __all__ = [
     "FeatureMap",
@@ -15,4 +20,5 @@ __all__ = [
     "build_network",
     "list_networks",
     "register_network",
+    "trains_in_bf16_on_cpu",
 ]

@@ -17,10 +17,11 @@ The network must be a registered one (:func:`autoseg.networks.list_networks`).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from autoseg.core.errors import InvalidInputError
+from autoseg.networks import trains_in_bf16_on_cpu
 from autoseg.planning.device import Budget
 from autoseg.planning.ladders import fit_2d, patch_ladder_3d, tiling_patch_ladder_3d
 from autoseg.planning.search import Rung, interleave
@@ -83,6 +84,15 @@ class ConfigurationKind:
     rungs: Callable[[LadderInputs, int], list[Rung]]
     recommend: Callable[[dict[str, Any]], bool] | None = None
     can_checkpoint: bool = False
+
+    def budget_for(self, budget: Budget) -> Budget:
+        """The budget this configuration is fitted to: a CPU plan of a network that trains
+        in bf16 (``cpu_bf16``) is estimated and marked ``amp`` as such; whether the CPU
+        computes bf16 is decided where it trains
+        (:func:`~autoseg.training.speed.cpu_autocast_dtype`)."""
+        if budget.device == "cpu" and not budget.amp and trains_in_bf16_on_cpu(self.network):
+            return replace(budget, amp=True)
+        return budget
 
     def level_count(self, budget: Budget) -> int:
         """How many network sizes a budget may climb to.

@@ -33,7 +33,8 @@ class Budget:
         device: ``cuda``, ``mps`` or ``cpu``: the device training is planned for.
         gpu_memory_gb: memory budget in GiB.
         source: ``detected``, ``flag`` or ``default`` (how ``gpu_memory_gb`` was found).
-        amp: plan for mixed precision (CUDA only).
+        amp: plan for mixed precision (CUDA; on a CPU per configuration, see
+            :meth:`~autoseg.planning.configurations.ConfigurationKind.budget_for`).
         gflops_per_iteration: compute cap of one iteration (CPU plans), else None.
     """
 

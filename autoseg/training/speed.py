@@ -4,8 +4,10 @@ the step computes (beyond float rounding).
 :class:`SpeedLevers` is the one record the trainer, ``autoseg_train`` and
 ``autoseg_benchmark`` share; its defaults are the trainer's behaviour before the levers
 existed (channels-last 3D, AMP in bf16 where the GPU has it, else fp16 with a
-GradScaler, nothing else). Most levers exist only on CUDA: on another device they are
-reported as ``n/a on <device>`` (:func:`lever_status`), never silently taken as on.
+GradScaler, nothing else), with one addition: on a CPU that multiplies bfloat16 in hardware
+(AMX or AVX512-BF16) the step autocasts to bf16 too. Most levers exist only on CUDA: on
+another device they are reported as ``n/a on <device>`` (:func:`lever_status`), never
+silently taken as on.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from torch import nn
 from autoseg.core.errors import InvalidInputError
 
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
-CUDA_ONLY = ("cudnn_benchmark", "fused_optimizer", "pin_memory", "precision")
+CUDA_ONLY = ("cudnn_benchmark", "fused_optimizer", "pin_memory")
 THREE_D_ONLY = ("channels_last",)
 T = TypeVar("T")
 
@@ -35,8 +37,9 @@ class SpeedLevers:
             keep the fastest (fixed patch sizes make that pay off).
         channels_last: 3D batches and weights channels-last (oneDNN and cuDNN 3D
             convolutions are faster so; see :func:`~autoseg.networks.base.channels_last`).
-        precision: ``auto`` (bf16 where supported, else fp16), ``bf16`` (no loss scaling),
-            ``fp16`` (with a GradScaler) or ``fp32`` (no autocast); CUDA only.
+        precision: ``auto`` (CUDA: bf16 where supported, else fp16; CPU: bf16 where the
+            CPU computes it natively, else full precision), ``bf16`` (no loss scaling),
+            ``fp16`` (with a GradScaler; CUDA only) or ``fp32`` (no autocast).
         fused_optimizer: AdamW/SGD with ``fused=True`` (one kernel for every parameter);
             otherwise torch's default (``foreach`` on CUDA).
         pin_memory: the loader's workers hand over page-locked batches, so the trainer's
@@ -93,13 +96,17 @@ def applies(name: str, device: torch.device, is_3d: bool = True) -> bool:
 
 
 def autocast_dtype(levers: SpeedLevers, device: torch.device, amp: bool) -> torch.dtype | None:
-    """The autocast dtype of a step: None (full precision) off CUDA, with ``amp`` off or
-    precision ``fp32``.
+    """The autocast dtype of a step: None (full precision) with ``amp`` off, precision
+    ``fp32``, or a device that has no fitting half type (:func:`cpu_autocast_dtype`).
 
     Raises:
         InvalidInputError: ``bf16`` asked for on a GPU without bfloat16.
     """
-    if not amp or device.type != "cuda" or levers.precision == "fp32":
+    if not amp or levers.precision == "fp32":
+        return None
+    if device.type == "cpu":
+        return cpu_autocast_dtype(levers.precision)
+    if device.type != "cuda":
         return None
     bf16 = torch.cuda.is_bf16_supported()
     if levers.precision == "bf16" and not bf16:
@@ -107,6 +114,25 @@ def autocast_dtype(levers: SpeedLevers, device: torch.device, amp: bool) -> torc
     if levers.precision == "fp16":
         return torch.float16
     return torch.bfloat16 if bf16 else torch.float16
+
+
+def cpu_autocast_dtype(precision: str) -> torch.dtype | None:
+    """bf16 on a CPU that multiplies it in hardware (``auto``) or when asked (``bf16``).
+
+    With AMX tiles a 3d_hybrid or 2.5d_unet training step took 0.62-0.65x its float32 time on
+    this project's 2-core Xeon (``benchmarks/train_speed.py --precisions fp32 bf16``);
+    without bf16 arithmetic the CPU emulates it and a step gets slower, so ``auto`` stays
+    in full precision there. fp16 autocast is not offered on the CPU.
+    """
+    if precision == "bf16" or (precision == "auto" and cpu_computes_bf16()):
+        return torch.bfloat16
+    return None
+
+
+def cpu_computes_bf16() -> bool:
+    """Whether this CPU has bfloat16 arithmetic (AMX tiles or AVX512-BF16)."""
+    probes = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in probes)
 
 
 def precision_name(dtype: torch.dtype | None) -> str:
@@ -143,7 +169,8 @@ def sweep(
     from the baseline (``"n/a on cpu"`` in place of the levers for the run where a lever
     does not apply, so the table still names it).
 
-    Precision is swept over the autocast dtypes the baseline does not use (bf16/fp16).
+    Precision is swept over the precisions the baseline does not use
+    (:func:`other_precisions`).
     ``only`` limits the sweep to some levers (e.g. without ``compile``, which takes
     minutes on a CPU).
 
@@ -158,15 +185,24 @@ def sweep(
         if not applies(name, device, is_3d):
             runs.append((name, lever_status(base, device, is_3d)[name]))
         elif name == "precision":
-            current = precision_name(autocast_dtype(base, device, True))
-            others = [p for p in ("bf16", "fp16") if p != current]
-            if not torch.cuda.is_bf16_supported():
-                others = [p for p in others if p != "bf16"]
+            others = other_precisions(base, device)
             runs += [(f"precision={p}", replace(base, precision=p)) for p in others]
         else:
             flipped = not getattr(base, name)
             runs.append((f"{name}={'on' if flipped else 'off'}", replace(base, **{name: flipped})))
     return runs
+
+
+def other_precisions(base: SpeedLevers, device: torch.device) -> list[str]:
+    """The precisions a sweep tries beside the baseline's: the other half type on CUDA
+    (bf16 only where the GPU has it), bf16 or float32 on the CPU."""
+    current = precision_name(autocast_dtype(base, device, True))
+    if device.type == "cpu":
+        return [p for p in ("bf16", "fp32") if p != current]
+    others = [p for p in ("bf16", "fp16") if p != current]
+    if not torch.cuda.is_bf16_supported():
+        others = [p for p in others if p != "bf16"]
+    return others
 
 
 class CompiledOrEager:

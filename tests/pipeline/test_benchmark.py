@@ -48,6 +48,7 @@ def test_sweep_measures_every_lever_on_the_cpu(
     monkeypatch: pytest.MonkeyPatch, single_thread: None,  # noqa: F811
 ) -> None:  # fmt: skip
     monkeypatch.setattr(speed.torch, "compile", _failing_compile)  # compiling takes minutes
+    monkeypatch.setattr(speed, "cpu_computes_bf16", lambda: False)  # baseline in float32
     out = tmp_path / "bench.json"
     argv = ["-d", "Tiny", "-c", "3d_hybrid", "--device", "cpu", "--iterations", str(ITERATIONS),
             "--warmup", "1", "-nw", "0", "--prediction-cases", "1", "--sweep", "--no-progress",
@@ -56,11 +57,13 @@ def test_sweep_measures_every_lever_on_the_cpu(
     report = json.loads(out.read_text())
     runs = {run["name"].split("=")[0]: run for run in report["runs"]}
     assert set(runs) == {"baseline", *lever_names()}
-    for name in ("cudnn_benchmark", "precision", "fused_optimizer", "pin_memory"):
+    for name in ("cudnn_benchmark", "fused_optimizer", "pin_memory"):
         assert runs[name]["status"] == "n/a on cpu"
-    ran = [runs["baseline"], runs["channels_last"], runs["compile"]]
-    assert [r["status"] for r in ran] == ["ran"] * 3
+    ran = [runs["baseline"], runs["channels_last"], runs["precision"], runs["compile"]]
+    assert [r["status"] for r in ran] == ["ran"] * 4
     assert not runs["channels_last"]["levers"]["channels_last"]
+    assert runs["baseline"]["lever_status"]["precision"] == "fp32"
+    assert runs["precision"]["lever_status"]["precision"] == "bf16"  # forced, as asked
     assert runs["compile"]["compile"] == "eager: RuntimeError: inductor unavailable"
     for run in ran:
         assert len(run["real_s"]) == len(run["fixed_s"]) == ITERATIONS  # warm-up left out
@@ -75,7 +78,6 @@ def test_sweep_measures_every_lever_on_the_cpu(
         )
         assert run["peak_memory_gb"] > 0.05  # a Python process with torch, at least
         assert run["memory_estimate_gb"] == report["memory_estimate_gb"] > 0
-        assert run["lever_status"]["precision"] == "n/a on cpu"
     plans = json.loads((planned.preprocessed / "Tiny" / "plans.json").read_text())
     assert (
         report["memory_estimate_gb"] == plans["configurations"]["3d_hybrid"]["memory_estimate_gb"]

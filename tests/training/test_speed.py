@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from autoseg.core.errors import InvalidInputError
+from autoseg.networks import trains_in_bf16_on_cpu
 from autoseg.training import speed
 from autoseg.training.speed import (
     CompiledOrEager,
@@ -18,7 +19,8 @@ from autoseg.training.speed import (
     pins_memory,
     sweep,
 )
-from autoseg.training.trainer import TrainSettings
+from autoseg.training.trainer import TrainSettings, amp_dtype
+from tests.networks.conftest import tiny_network
 from tests.training.trainer_helpers import make_trainer, synthetic_batch
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
@@ -36,10 +38,11 @@ def test_unknown_precision_is_refused() -> None:
         SpeedLevers(precision="bf32")
 
 
-def test_cuda_levers_are_reported_not_applicable_on_cpu() -> None:
+def test_cuda_levers_are_reported_not_applicable_on_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(speed, "cpu_computes_bf16", lambda: False)
     status = lever_status(SpeedLevers(cudnn_benchmark=True, fused_optimizer=True), CPU)
     assert status == {"cudnn_benchmark": "n/a on cpu", "channels_last": "on",
-                      "precision": "n/a on cpu", "fused_optimizer": "n/a on cpu",
+                      "precision": "fp32", "fused_optimizer": "n/a on cpu",
                       "pin_memory": "n/a on cpu", "compile": "off"}  # fmt: skip
     assert lever_status(SpeedLevers(), CPU, is_3d=False)["channels_last"] == "n/a for 2D"
     assert optimizer_flags(SpeedLevers(fused_optimizer=True), CPU) == {}
@@ -59,17 +62,56 @@ def test_autocast_dtype_on_cuda(
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: bf16_supported)
     assert autocast_dtype(SpeedLevers(precision=precision), CUDA, True) is expected
     assert autocast_dtype(SpeedLevers(precision=precision), CUDA, False) is None
-    assert autocast_dtype(SpeedLevers(precision=precision), CPU, True) is None
 
 
-def test_bf16_on_a_gpu_without_it_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)
-    with pytest.raises(InvalidInputError, match="bfloat16"):
-        autocast_dtype(SpeedLevers(precision="bf16"), CUDA, True)
+@pytest.mark.parametrize(
+    ("precision", "native", "expected"),
+    [("auto", True, torch.bfloat16), ("auto", False, None), ("bf16", False, torch.bfloat16),
+     ("fp16", True, None), ("fp32", True, None)],
+)  # fmt: skip
+def test_autocast_dtype_on_cpu_is_bf16_where_the_cpu_computes_it(
+    monkeypatch: pytest.MonkeyPatch, precision: str, native: bool, expected: object
+) -> None:
+    monkeypatch.setattr(speed, "cpu_computes_bf16", lambda: native)
+    assert autocast_dtype(SpeedLevers(precision=precision), CPU, True) is expected
+    assert autocast_dtype(SpeedLevers(precision=precision), CPU, False) is None
+
+
+def test_cpu_bf16_probe_reads_torchs_cpu_capabilities(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False, raising=False)
+    assert not speed.cpu_computes_bf16()
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True, raising=False)
+    assert speed.cpu_computes_bf16()
+
+
+def test_a_cpu_step_under_bf16_autocast_rounds_but_keeps_float32_weights() -> None:
+    batch = synthetic_batch("3d_hybrid", 0)
+    steps = {}
+    for precision in ("fp32", "bf16"):
+        trainer = make_trainer(None)
+        trainer.settings = TrainSettings(2, 3, levers=SpeedLevers(precision=precision))
+        trainer.dtype = autocast_dtype(trainer.settings.levers, CPU, True)
+        steps[precision] = trainer.train_step(batch)
+        assert all(p.dtype == torch.float32 for p in trainer.network.parameters())
+    assert steps["bf16"] != steps["fp32"]  # autocast ran
+    assert steps["bf16"] == pytest.approx(steps["fp32"], rel=0.05)
+
+
+def test_a_network_that_says_so_trains_in_float32_on_a_bf16_cpu(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(speed, "cpu_computes_bf16", lambda: True)
+    hybrid, lcnn = tiny_network("3d_hybrid"), tiny_network("2d_lcnn")
+    assert amp_dtype(CPU, True, SpeedLevers(), hybrid) is torch.bfloat16
+    assert amp_dtype(CPU, True, SpeedLevers(), lcnn) is None
+    assert amp_dtype(CPU, True, SpeedLevers(precision="bf16"), lcnn) is torch.bfloat16
+    assert trains_in_bf16_on_cpu("3d_hybrid") and not trains_in_bf16_on_cpu("2d_lcnn")
 
 
 def test_sweep_toggles_each_lever_once_from_the_baseline(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
+    monkeypatch.setattr(speed, "cpu_computes_bf16", lambda: True)
     runs = dict(sweep(SpeedLevers(), CUDA))
     assert list(runs) == ["baseline", "cudnn_benchmark=on", "channels_last=off",
                           "precision=fp16", "fused_optimizer=on", "pin_memory=on",
@@ -78,10 +120,11 @@ def test_sweep_toggles_each_lever_once_from_the_baseline(monkeypatch: pytest.Mon
     assert runs["channels_last=off"] == SpeedLevers(channels_last=False)
     on_cpu = dict(sweep(SpeedLevers(compile=True), CPU))
     assert on_cpu["compile=off"] == SpeedLevers()
-    assert on_cpu["cudnn_benchmark"] == on_cpu["precision"] == "n/a on cpu"
+    assert on_cpu["cudnn_benchmark"] == "n/a on cpu"
+    assert on_cpu["precision=fp32"] == SpeedLevers(precision="fp32", compile=True)
     assert {n.split("=")[0] for n in on_cpu} == {"baseline", *lever_names()}
     some = sweep(SpeedLevers(), CPU, only=("channels_last", "precision"))
-    assert [name for name, _ in some] == ["baseline", "channels_last=off", "precision"]
+    assert [name for name, _ in some] == ["baseline", "channels_last=off", "precision=fp32"]
     with pytest.raises(InvalidInputError, match=r"unknown lever.*'bf17'"):
         sweep(SpeedLevers(), CPU, only=("bf17",))
 

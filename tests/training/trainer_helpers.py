@@ -69,7 +69,8 @@ def make_trainer(
     opt = build_optimizer(optimizer, model.parameters(), lr=lr)
     schedule = build_schedule("poly", epochs)
     validation = [synthetic_batch(name, 10_000 + i, seed=1) for i in range(2)]
-    settings = TrainSettings(epochs, iterations, metadata=metadata or METADATA)
+    # full precision: the loop's tests must not depend on whether this CPU computes bf16
+    settings = TrainSettings(epochs, iterations, amp=False, metadata=metadata or METADATA)
     extra = []
     if folder is not None:
         extra = [Checkpointer(folder, every_minutes=None), CSVLog(folder / "training_log.csv")]
