@@ -121,8 +121,9 @@ def cpu_autocast_dtype(precision: str) -> torch.dtype | None:
 
     With AMX tiles a 3d_hybrid or 2.5d_unet training step took 0.62-0.65x its float32 time on
     this project's 2-core Xeon (``benchmarks/train_speed.py --precisions fp32 bf16``);
-    without bf16 arithmetic the CPU emulates it and a step gets slower, so ``auto`` stays
-    in full precision there. fp16 autocast is not offered on the CPU.
+    a CPU without bf16 arithmetic would only convert back and forth (not measured here:
+    this machine has AMX), so ``auto`` stays in full precision there. fp16 autocast is
+    not offered on the CPU.
     """
     if precision == "bf16" or (precision == "auto" and cpu_computes_bf16()):
         return torch.bfloat16
