@@ -85,11 +85,13 @@ def time_configuration(
     batches = list(itertools.islice(loader, count))
     loader_rate = count / (time.perf_counter() - start)
     trainer.batches.close()
-    steps = {}
-    for precision in args.precisions:
-        if precision != "auto":  # the plan's amp flag aside: time the precision asked for
-            levers = SpeedLevers(precision=precision)
-            trainer.dtype = autocast_dtype(levers, trainer.device, True)
+    planned, steps = trainer.dtype, {}
+    for precision in args.precisions:  # auto: what training runs; else the one asked for
+        trainer.dtype = (
+            planned
+            if precision == "auto"
+            else autocast_dtype(SpeedLevers(precision=precision), trainer.device, True)
+        )
         steps[precision] = median_step_seconds(trainer, batches, args.warmup)
     return {"configuration": name, "patch": list(data.config.patch_size),
             "batch": data.config.batch_size, "s_per_iter": steps,

@@ -65,6 +65,7 @@ from autoseg.training.speed import (
     backend_flags,
     lever_status,
     pins_memory,
+    precision_name,
     sweep,
 )
 from autoseg.training.trainer import Trainer
@@ -219,7 +220,9 @@ def measure_levers(
     result = {
         "status": "ran",
         "levers": levers.to_json(),
-        "lever_status": lever_status(levers, device, is_3d(data.config)),
+        # the precision the step ran in: the plan's amp and the network's cpu_bf16 decide too
+        "lever_status": {**lever_status(levers, device, is_3d(data.config)),
+                         "precision": precision_name(trainer.dtype)},
         "s_per_iteration_real": real_median,
         "s_per_iteration_fixed_batch": fixed_median,
         "loader_wait_share": sum(wait) / sum(real),
