@@ -7,12 +7,7 @@ Output contract: see ``autoseg.networks.base``.
 
 from autoseg.networks import hybrid, lcnn, unet25d  # noqa: F401  (register the networks)
 from autoseg.networks.base import FeatureMap, SegmentationNetwork
-from autoseg.networks.registry import (
-    build_network,
-    list_networks,
-    register_network,
-    trains_in_bf16_on_cpu,
-)
+from autoseg.networks.registry import build_network, list_networks, register_network
 
 __all__ = [
     "FeatureMap",
@@ -20,5 +15,4 @@ __all__ = [
     "build_network",
     "list_networks",
     "register_network",
-    "trains_in_bf16_on_cpu",
 ]

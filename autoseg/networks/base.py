@@ -76,15 +76,12 @@ class SegmentationNetwork(nn.Module):
     """Base class: parameter count, feature-map shapes for the memory model, shape checks.
 
     Subclasses set ``self.dim``, ``self.in_channels`` and ``self.divisors`` (the factor
-    each spatial axis must be a multiple of). ``cpu_bf16`` says whether the network trains
-    under bf16 autocast on a CPU that computes bf16 (a class attribute, so the planner can
-    read it without building the network).
+    each spatial axis must be a multiple of).
     """
 
     dim: int
     in_channels: int
     divisors: tuple[int, ...]
-    cpu_bf16: bool = True
 
     def parameter_count(self, trainable_only: bool = False) -> int:
         """Number of parameters (all, or only those with ``requires_grad``)."""

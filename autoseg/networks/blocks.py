@@ -50,6 +50,7 @@ class ConvNormAct(nn.Sequential):
     """Convolution, instance norm, LeakyReLU (in place).
 
     The convolution has no bias: the affine instance norm right after it would cancel it.
+    ``conv_class`` replaces the plain ``nn.Conv2d`` / ``nn.Conv3d`` (same arguments).
     """
 
     def __init__(
@@ -61,9 +62,10 @@ class ConvNormAct(nn.Sequential):
         stride: int | Sequence[int] = 1,
         groups: int = 1,
         act: bool = True,
+        conv_class: type[nn.Module] | None = None,
     ):
         kernel_t = as_tuple(kernel, dim)
-        conv = conv_type(dim)(
+        conv = (conv_class or conv_type(dim))(
             in_channels,
             out_channels,
             kernel_t,

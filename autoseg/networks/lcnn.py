@@ -46,6 +46,36 @@ from autoseg.networks.registry import register_network
 from autoseg.networks.resnext import ResNeXtTrunk, load_torchvision_weights
 
 
+class SliceStackConv3d(nn.Conv3d):
+    """A 3D convolution over a thin slice stack, run as one 2D convolution of every
+    slice's kernel-deep window under CPU bf16 autocast.
+
+    On an AMX CPU, torch 2.13's oneDNN corrupts memory in the weight gradient of a bf16
+    3D convolution over a 3-slice stack at slice size (aborts, segfaults or hangs; see
+    :mod:`~autoseg.training.bf16_check`); its 2D convolutions are sound. A kernel ``k``
+    deep over zero-padded slices equals a 2D convolution of the ``k`` stacked neighbouring
+    slices with the kernel's depth folded into its input channels, so the result is the
+    same (to rounding) and float32 keeps the faster native 3D path.
+    """
+
+    def _conv_forward(
+        self, input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
+    ) -> torch.Tensor:
+        plain = self.groups == 1 and self.stride[0] == 1 and self.dilation[0] == 1
+        if not (plain and input.device.type == "cpu" and torch.is_autocast_enabled("cpu")):
+            return super()._conv_forward(input, weight, bias)
+        b, c, _, h, w = input.shape
+        depth = weight.shape[2]
+        padded = F.pad(input, (0, 0, 0, 0, self.padding[0], self.padding[0]))
+        windows = padded.unfold(2, depth, 1)  # (B, C, S, Y, X, depth)
+        slices = windows.shape[2]
+        windows = windows.permute(0, 2, 1, 5, 3, 4).reshape(b * slices, c * depth, h, w)
+        folded = weight.reshape(weight.shape[0], c * depth, *weight.shape[3:])
+        out = F.conv2d(windows, folded, bias, self.stride[1:], self.padding[1:],
+                       self.dilation[1:])  # fmt: skip
+        return out.reshape(b, slices, *out.shape[1:]).transpose(1, 2)
+
+
 class SymmetricSliceAttention(nn.Module):
     """Each centre-slice position attends to itself and its mirror in all S slices.
 
@@ -66,7 +96,7 @@ class SymmetricSliceAttention(nn.Module):
             raise ValueError(f"attention width {channels} is not divisible by {heads} heads")
         self.heads = heads
         self.query = nn.Conv2d(channels, channels, 1)
-        self.key_value = nn.Conv3d(channels, 2 * channels, 1)
+        self.key_value = SliceStackConv3d(channels, 2 * channels, 1)
         self.key_embedding = nn.Parameter(torch.zeros(1, channels, 2 * num_slices, 1, 1))
         self.proj = nn.Conv2d(channels, channels, 1)
 
@@ -103,7 +133,10 @@ class LocalPath(nn.Module):
         self.channels, self.slices = channels, slices
         self.align = RigidAlignment(channels * slices, features[0], max_rotation_deg, max_shift)
         self.encoder = nn.ModuleList(
-            nn.Sequential(ConvNormAct(3, c_in, c_out, 3), ConvNormAct(3, c_out, c_out, 3))
+            nn.Sequential(
+                ConvNormAct(3, c_in, c_out, 3, conv_class=SliceStackConv3d),
+                ConvNormAct(3, c_out, c_out, 3, conv_class=SliceStackConv3d),
+            )
             for c_in, c_out in zip((channels, *features[:-1]), features, strict=True)
         )
         self.attention = SymmetricSliceAttention(features[-1], slices, heads)
@@ -211,10 +244,6 @@ class LCNN(SegmentationNetwork):
 
     Y and X must be multiples of ``max(32, 2 ** (len(local_features) - 1))``.
     """
-
-    # With torch 2.13 on an AMX CPU a bf16 step of this network ran minutes instead of
-    # 0.2 s, or aborted ("double free or corruption") with a channels-last slice stack.
-    cpu_bf16 = False
 
     def __init__(
         self,

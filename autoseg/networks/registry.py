@@ -31,12 +31,6 @@ def list_networks() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def trains_in_bf16_on_cpu(name: str) -> bool:
-    """Whether the registered network ``name`` may train under bf16 autocast on a CPU
-    (its ``cpu_bf16`` attribute; True for builders that do not say)."""
-    return bool(getattr(_REGISTRY.get(name), "cpu_bf16", True))
-
-
 def build_network(spec: dict[str, Any]) -> nn.Module:
     """Build the network a plans configuration describes.
 

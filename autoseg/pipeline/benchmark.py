@@ -220,7 +220,7 @@ def measure_levers(
     result = {
         "status": "ran",
         "levers": levers.to_json(),
-        # the precision the step ran in: the plan's amp and the network's cpu_bf16 decide too
+        # the precision the step ran in: the plan's amp and the bf16 check decide too
         "lever_status": {**lever_status(levers, device, is_3d(data.config)),
                          "precision": precision_name(trainer.dtype)},
         "s_per_iteration_real": real_median,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ from autoseg.plans import Configuration
 from autoseg.training import callbacks as cb
 from autoseg.training.augmentation import AUGMENT_ON
 from autoseg.training.batches import LoaderBatches, PatchGrowth
+from autoseg.training.bf16_check import bf16_step_survives
 from autoseg.training.distributed import (
     SINGLE,
     DistContext,
@@ -50,7 +51,7 @@ from autoseg.training.optim import (
 )
 from autoseg.training.speed import DEFAULT_LEVERS, SpeedLevers, optimizer_flags, pins_memory
 from autoseg.training.tracking import build_tracker
-from autoseg.training.trainer import Trainer, TrainSettings
+from autoseg.training.trainer import Trainer, TrainSettings, amp_dtype
 
 BUDGET_EPOCH_CAP = 1000  # the most epochs a --max-minutes run may fit into its budget
 
@@ -276,6 +277,34 @@ def train_settings(
     )  # fmt: skip
 
 
+def settle_cpu_precision(
+    settings: TrainSettings,
+    config: Configuration,
+    network: torch.nn.Module,
+    device: torch.device,
+) -> TrainSettings:
+    """Float32 instead of bf16 on a CPU where a bf16 step of this network and patch does
+    not survive (torch 2.13's oneDNN crashes on some 3D convolutions; see
+    :mod:`~autoseg.training.bf16_check`).
+
+    Raises:
+        InvalidInputError: ``--bf16`` asked for, and the step does not survive.
+    """
+    if device.type != "cpu" or amp_dtype(device, settings.amp, settings.levers) != torch.bfloat16:
+        return settings
+    shape = (config.batch_size, network.in_channels, *config.patch_size)
+    if bf16_step_survives(config.network.to_json(), shape, settings.channels_last):
+        return settings
+    problem = (
+        f"a bf16 training step of {config.network.name} on a {shape} batch crashed or hung "
+        f"in a test process on this CPU (torch {torch.__version__})"
+    )
+    if settings.levers.precision == "bf16":
+        raise InvalidInputError(f"--bf16: {problem}; train without --bf16")
+    print(f"{problem}: training in float32")
+    return replace(settings, levers=replace(settings.levers, precision="fp32"))
+
+
 def build_trainer(
     workspace: Workspace, data: FoldData, fold: int | str, folder: Path, options: TrainOptions
 ) -> Trainer:
@@ -295,6 +324,7 @@ def build_trainer(
     weights = training.deep_supervision_weights or ()
     model = wrap_model(network, options.distributed, find_unused=any(w == 0 for w in weights))
     settings = train_settings(data, fold, options, epochs, iterations)
+    settings = settle_cpu_precision(settings, data.config, network, device)
     on_device = augments_on_device(options.augment_on, device)
     return Trainer(
         model, loss, optimizer, schedule, make_batches(data, network, options, epochs, on_device),

@@ -21,7 +21,6 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from autoseg.core.errors import InvalidInputError
-from autoseg.networks import trains_in_bf16_on_cpu
 from autoseg.planning.device import Budget
 from autoseg.planning.ladders import fit_2d, patch_ladder_3d, tiling_patch_ladder_3d
 from autoseg.planning.search import Rung, interleave
@@ -86,11 +85,10 @@ class ConfigurationKind:
     can_checkpoint: bool = False
 
     def budget_for(self, budget: Budget) -> Budget:
-        """The budget this configuration is fitted to: a CPU plan of a network that trains
-        in bf16 (``cpu_bf16``) is estimated and marked ``amp`` as such; whether the CPU
-        computes bf16 is decided where it trains
-        (:func:`~autoseg.training.speed.cpu_autocast_dtype`)."""
-        if budget.device == "cpu" and not budget.amp and trains_in_bf16_on_cpu(self.network):
+        """The budget this configuration is fitted to: a CPU plan is estimated and marked
+        ``amp`` for bf16 training; whether it runs so is decided where it trains (AMX and a
+        surviving test step: :func:`~autoseg.pipeline.fold_trainer.settle_cpu_precision`)."""
+        if budget.device == "cpu" and not budget.amp:
             return replace(budget, amp=True)
         return budget
 

@@ -4,8 +4,9 @@ the step computes (beyond float rounding).
 :class:`SpeedLevers` is the one record the trainer, ``autoseg_train`` and
 ``autoseg_benchmark`` share; its defaults are the trainer's behaviour before the levers
 existed (channels-last 3D, AMP in bf16 where the GPU has it, else fp16 with a
-GradScaler, nothing else), with one addition: on a CPU that multiplies bfloat16 in hardware
-(AMX or AVX512-BF16) the step autocasts to bf16 too. Most levers exist only on CUDA: on
+GradScaler, nothing else), with one addition: on a CPU with AMX tiles the step autocasts
+to bf16 too (where a test step in a child process survives; see
+:mod:`~autoseg.training.bf16_check`). Most levers exist only on CUDA: on
 another device they are reported as ``n/a on <device>`` (:func:`lever_status`), never
 silently taken as on.
 """
@@ -38,7 +39,7 @@ class SpeedLevers:
         channels_last: 3D batches and weights channels-last (oneDNN and cuDNN 3D
             convolutions are faster so; see :func:`~autoseg.networks.base.channels_last`).
         precision: ``auto`` (CUDA: bf16 where supported, else fp16; CPU: bf16 where the
-            CPU computes it natively, else full precision), ``bf16`` (no loss scaling),
+            CPU has AMX, else full precision), ``bf16`` (no loss scaling),
             ``fp16`` (with a GradScaler; CUDA only) or ``fp32`` (no autocast).
         fused_optimizer: AdamW/SGD with ``fused=True`` (one kernel for every parameter);
             otherwise torch's default (``foreach`` on CUDA).
@@ -117,23 +118,24 @@ def autocast_dtype(levers: SpeedLevers, device: torch.device, amp: bool) -> torc
 
 
 def cpu_autocast_dtype(precision: str) -> torch.dtype | None:
-    """bf16 on a CPU that multiplies it in hardware (``auto``) or when asked (``bf16``).
+    """bf16 on a CPU with AMX tiles (``auto``) or when asked (``bf16``).
 
-    With AMX tiles a 3d_hybrid or 2.5d_unet training step took 0.62-0.65x its float32 time on
-    this project's 2-core Xeon (``benchmarks/train_speed.py --precisions fp32 bf16``);
-    a CPU without bf16 arithmetic would only convert back and forth (not measured here:
-    this machine has AMX), so ``auto`` stays in full precision there. fp16 autocast is
-    not offered on the CPU.
+    With AMX a 3d_hybrid or 2.5d_unet training step took 0.62-0.65x its float32 time on
+    this project's 2-core Xeon (``benchmarks/train_speed.py --precisions fp32 bf16``). The
+    same CPU limited to AVX512-BF16 (``ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16``, one thread)
+    took 1.13x (3d_hybrid, 0.51 s against 0.45 s) and 1.11x (2.5d_unet) its float32 time,
+    so ``auto`` stays in full precision without AMX. fp16 autocast is not offered on the
+    CPU. Whether a given network's bf16 step survives is checked before training
+    (:mod:`~autoseg.training.bf16_check`).
     """
-    if precision == "bf16" or (precision == "auto" and cpu_computes_bf16()):
+    if precision == "bf16" or (precision == "auto" and cpu_has_amx()):
         return torch.bfloat16
     return None
 
 
-def cpu_computes_bf16() -> bool:
-    """Whether this CPU has bfloat16 arithmetic (AMX tiles or AVX512-BF16)."""
-    probes = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
-    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in probes)
+def cpu_has_amx() -> bool:
+    """Whether this CPU has AMX tiles, the only CPU bf16 measured faster than float32."""
+    return bool(getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)())
 
 
 def precision_name(dtype: torch.dtype | None) -> str:

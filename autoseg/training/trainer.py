@@ -93,16 +93,10 @@ class TrainSettings:
 
 
 def amp_dtype(
-    device: torch.device,
-    enabled: bool,
-    levers: SpeedLevers = DEFAULT_LEVERS,
-    network: nn.Module | None = None,
+    device: torch.device, enabled: bool, levers: SpeedLevers = DEFAULT_LEVERS
 ) -> torch.dtype | None:
     """bf16 on CUDA when supported (no loss scaling needed), else fp16; on a CPU bf16 where
-    it computes it and the network allows it (``cpu_bf16``); the ``precision`` lever can
-    force a type, or full precision."""
-    if device.type == "cpu" and levers.precision == "auto":
-        enabled = enabled and bool(getattr(network, "cpu_bf16", True))
+    it has AMX; the ``precision`` lever can force a type, or full precision."""
     return autocast_dtype(levers, device, enabled)
 
 
@@ -144,7 +138,7 @@ class Trainer:
         self.batches, self.validation, self.settings = batches, validation, settings
         self.device, self.context = device, context
         self.network = unwrap(model)
-        self.dtype = amp_dtype(device, settings.amp, settings.levers, self.network)
+        self.dtype = amp_dtype(device, settings.amp, settings.levers)
         self.compiled = CompiledOrEager(model, settings.levers.compile)
         use_scaler = self.dtype == torch.float16
         self.scaler = torch.amp.GradScaler(device.type, enabled=use_scaler)

@@ -6,9 +6,11 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from autoseg.core.errors import InvalidInputError
 from autoseg.networks.alignment import asymmetry, inverse_matrix, rigid_matrix, warp
+from autoseg.networks.lcnn import SliceStackConv3d
 from autoseg.networks.resnext import ResNeXtTrunk
 from tests.networks.conftest import tiny_network
 
@@ -148,3 +150,34 @@ def test_global_weights_load_from_a_torchvision_style_file(tmp_path: object) -> 
     torch.save({"conv1.weight": torch.zeros(1)}, path)
     with pytest.raises(InvalidInputError, match="does not fit"):
         tiny_network("2d_lcnn", global_weights=str(path))
+
+
+@pytest.mark.parametrize(("kernel", "padding"), [(3, 1), (1, 0), ((3, 1, 3), (1, 0, 1))])
+def test_slice_stack_convolution_under_cpu_bf16_equals_the_3d_convolution(
+    kernel: int | tuple, padding: int | tuple
+) -> None:
+    """The bf16 route folds the kernel's depth into 2D input channels; a wrong fold (slice
+    order, channel order) would differ by the size of the output, not by rounding."""
+    torch.manual_seed(0)
+    conv = SliceStackConv3d(4, 6, kernel, padding=padding)
+    x = torch.randn(2, 4, 3, 10, 8, requires_grad=True)
+    expected = F.conv3d(x, conv.weight, conv.bias, padding=padding)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        routed = conv(x)
+    assert routed.dtype == torch.bfloat16 and routed.shape == expected.shape
+    scale = expected.abs().max().item()
+    assert (routed.float() - expected).abs().max().item() < 0.03 * scale
+    routed.float().sum().backward()  # the bf16 weight gradient runs as a 2D one
+    assert conv.weight.grad is not None and x.grad is not None
+    assert torch.equal(conv(x), expected)  # float32 keeps the native 3D path
+
+
+def test_lcnn_bf16_forward_stays_close_to_float32() -> None:
+    network = tiny_network("2d_lcnn").eval()
+    x = torch.randn(2, network.in_channels, 32, 32, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        reference = network(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            rounded = network(x).float()
+    assert not torch.equal(rounded, reference)
+    assert (rounded - reference).abs().max().item() < 0.1 * reference.abs().max().item()

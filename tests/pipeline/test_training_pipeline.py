@@ -4,15 +4,22 @@ from __future__ import annotations
 
 import csv
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import torch
 
 from autoseg.core.checkpoint import load_checkpoint
 from autoseg.core.errors import InvalidInputError
 from autoseg.core.workspace import Workspace
+from autoseg.pipeline import fold_trainer
 from autoseg.pipeline.fit_fold import train_fold
-from autoseg.pipeline.fold_trainer import TrainOptions
+from autoseg.pipeline.fold_data import load_fold
+from autoseg.pipeline.fold_trainer import TrainOptions, build_trainer
+from autoseg.training import speed
+from autoseg.training.speed import SpeedLevers
+from autoseg.training.trainer import Trainer
 from tests.networks.conftest import TINY
 from tests.training.cache_helpers import lesion_cache
 
@@ -109,3 +116,24 @@ def test_checkpoint_of_other_plans_is_refused(workspace: Workspace) -> None:
     resume = TrainOptions(**{**OPTIONS.__dict__, "continue_training": True})
     with pytest.raises(InvalidInputError, match="plans_id"):
         train_fold(workspace, "TINY", "2.5d_unet", "all", resume)
+
+
+def _trainer_on_a_bf16_cpu(
+    workspace: Workspace, monkeypatch: pytest.MonkeyPatch, survives: bool, precision: str
+) -> Trainer:
+    monkeypatch.setattr(speed, "cpu_has_amx", lambda: True)
+    monkeypatch.setattr(fold_trainer, "bf16_step_survives", lambda *args: survives)
+    options = replace(OPTIONS, levers=SpeedLevers(precision=precision))
+    data = load_fold(workspace, "TINY", "2.5d_unet", 0)
+    return build_trainer(workspace, data, 0, workspace.results / "probe", options)
+
+
+def test_a_cpu_run_falls_back_to_float32_where_its_bf16_step_does_not_survive(
+    workspace: Workspace, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    assert _trainer_on_a_bf16_cpu(workspace, monkeypatch, True, "auto").dtype is torch.bfloat16
+    trainer = _trainer_on_a_bf16_cpu(workspace, monkeypatch, False, "auto")
+    assert trainer.dtype is None and trainer.settings.levers.precision == "fp32"
+    assert "(2, 3, 12, 20) batch crashed or hung" in capsys.readouterr().out
+    with pytest.raises(InvalidInputError, match=r"--bf16: a bf16 training step of 2\.5d_unet"):
+        _trainer_on_a_bf16_cpu(workspace, monkeypatch, False, "bf16")

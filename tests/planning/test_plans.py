@@ -106,9 +106,9 @@ def test_cpu_default_plan_is_capped_by_compute() -> None:
     assert plans.payload["cpu_budget"]["gflops_per_iteration"] == 25.0
     for entry in plans.configurations.values():
         assert entry["gflops_per_iteration"] <= 25.0
-    # bf16 where the CPU computes it (autocast_dtype decides at training), except the LCNN
+    # bf16 where the CPU has AMX (autocast_dtype decides at training)
     amp = {name: entry["training"]["amp"] for name, entry in plans.configurations.items()}
-    assert amp == {"3d_hybrid": True, "2.5d_unet": True, "2d_lcnn": False}
+    assert amp == {"3d_hybrid": True, "2.5d_unet": True, "2d_lcnn": True}
     # CPU plans stay slim: the 3d_hybrid stops at base width 12 (~1 M parameters).
     hybrid = plans.configuration("3d_hybrid")
     assert hybrid["network"]["kwargs"]["stage_features"][0] <= 12

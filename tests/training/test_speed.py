@@ -6,7 +6,6 @@ import pytest
 import torch
 
 from autoseg.core.errors import InvalidInputError
-from autoseg.networks import trains_in_bf16_on_cpu
 from autoseg.training import speed
 from autoseg.training.speed import (
     CompiledOrEager,
@@ -19,8 +18,7 @@ from autoseg.training.speed import (
     pins_memory,
     sweep,
 )
-from autoseg.training.trainer import TrainSettings, amp_dtype
-from tests.networks.conftest import tiny_network
+from autoseg.training.trainer import TrainSettings
 from tests.training.trainer_helpers import make_trainer, synthetic_batch
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
@@ -39,7 +37,7 @@ def test_unknown_precision_is_refused() -> None:
 
 
 def test_cuda_levers_are_reported_not_applicable_on_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(speed, "cpu_computes_bf16", lambda: False)
+    monkeypatch.setattr(speed, "cpu_has_amx", lambda: False)
     status = lever_status(SpeedLevers(cudnn_benchmark=True, fused_optimizer=True), CPU)
     assert status == {"cudnn_benchmark": "n/a on cpu", "channels_last": "on",
                       "precision": "fp32", "fused_optimizer": "n/a on cpu",
@@ -72,17 +70,20 @@ def test_autocast_dtype_on_cuda(
 def test_autocast_dtype_on_cpu_is_bf16_where_the_cpu_computes_it(
     monkeypatch: pytest.MonkeyPatch, precision: str, native: bool, expected: object
 ) -> None:
-    monkeypatch.setattr(speed, "cpu_computes_bf16", lambda: native)
+    monkeypatch.setattr(speed, "cpu_has_amx", lambda: native)
     assert autocast_dtype(SpeedLevers(precision=precision), CPU, True) is expected
     assert autocast_dtype(SpeedLevers(precision=precision), CPU, False) is None
 
 
-def test_cpu_bf16_probe_reads_torchs_cpu_capabilities(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_auto_takes_bf16_only_from_amx(monkeypatch: pytest.MonkeyPatch) -> None:
+    """AVX512-BF16 without AMX measured slower than float32, so it does not count."""
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
-    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False, raising=False)
-    assert not speed.cpu_computes_bf16()
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True, raising=False)
-    assert speed.cpu_computes_bf16()
+    assert not speed.cpu_has_amx()
+    assert autocast_dtype(SpeedLevers(), CPU, True) is None
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)
+    assert speed.cpu_has_amx()
+    assert autocast_dtype(SpeedLevers(), CPU, True) is torch.bfloat16
 
 
 def test_a_cpu_step_under_bf16_autocast_rounds_but_keeps_float32_weights() -> None:
@@ -98,20 +99,9 @@ def test_a_cpu_step_under_bf16_autocast_rounds_but_keeps_float32_weights() -> No
     assert steps["bf16"] == pytest.approx(steps["fp32"], rel=0.05)
 
 
-def test_a_network_that_says_so_trains_in_float32_on_a_bf16_cpu(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(speed, "cpu_computes_bf16", lambda: True)
-    hybrid, lcnn = tiny_network("3d_hybrid"), tiny_network("2d_lcnn")
-    assert amp_dtype(CPU, True, SpeedLevers(), hybrid) is torch.bfloat16
-    assert amp_dtype(CPU, True, SpeedLevers(), lcnn) is None
-    assert amp_dtype(CPU, True, SpeedLevers(precision="bf16"), lcnn) is torch.bfloat16
-    assert trains_in_bf16_on_cpu("3d_hybrid") and not trains_in_bf16_on_cpu("2d_lcnn")
-
-
 def test_sweep_toggles_each_lever_once_from_the_baseline(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
-    monkeypatch.setattr(speed, "cpu_computes_bf16", lambda: True)
+    monkeypatch.setattr(speed, "cpu_has_amx", lambda: True)
     runs = dict(sweep(SpeedLevers(), CUDA))
     assert list(runs) == ["baseline", "cudnn_benchmark=on", "channels_last=off",
                           "precision=fp16", "fused_optimizer=on", "pin_memory=on",
