@@ -61,7 +61,9 @@ class SliceStackConv3d(nn.Conv3d):
     def _conv_forward(
         self, input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
     ) -> torch.Tensor:
-        plain = self.groups == 1 and self.stride[0] == 1 and self.dilation[0] == 1
+        plain = (self.groups, self.stride[0], self.dilation[0], self.padding_mode) == (
+            1, 1, 1, "zeros",
+        )  # fmt: skip
         if not (plain and input.device.type == "cpu" and torch.is_autocast_enabled("cpu")):
             return super()._conv_forward(input, weight, bias)
         b, c, _, h, w = input.shape
