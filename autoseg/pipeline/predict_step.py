@@ -56,6 +56,7 @@ class PredictOptions:
         model_zip: a model exported by ``autoseg_export`` (``-m``); no workspace needed.
         step: sliding-window step override (a fraction of the patch, in (0, 1]).
         disable_tta: no mirroring.
+        amp: autocast the networks (``--amp``; see ``InferenceSettings.amp``).
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:1``, ``mps``.
         save_probabilities: also write probabilities (to ensemble later).
         save_uncertainty: also write the uncertainty outputs.
@@ -78,6 +79,7 @@ class PredictOptions:
     model_zip: str | os.PathLike | None = None
     step: float | None = None
     disable_tta: bool = False
+    amp: bool = False
     device: str = "auto"
     save_probabilities: bool = False
     save_uncertainty: bool = False
@@ -228,7 +230,9 @@ def _ensemble(
 
 
 def _settings_overrides(options: PredictOptions, progress: bool) -> dict[str, Any]:
-    overrides: dict[str, Any] = {"progress": progress, "tta": not options.disable_tta}
+    overrides: dict[str, Any] = {
+        "progress": progress, "tta": not options.disable_tta, "amp": options.amp,
+    }  # fmt: skip
     if options.step is not None:
         overrides["step"] = float(options.step)
     return overrides

@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 import torch
 from torch import nn
 
+from autoseg.core.cpu import cpu_has_amx
 from autoseg.core.errors import InvalidInputError
 
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
@@ -131,11 +132,6 @@ def cpu_autocast_dtype(precision: str) -> torch.dtype | None:
     if precision == "bf16" or (precision == "auto" and cpu_has_amx()):
         return torch.bfloat16
     return None
-
-
-def cpu_has_amx() -> bool:
-    """Whether this CPU has AMX tiles, the only CPU bf16 measured faster than float32."""
-    return bool(getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)())
 
 
 def precision_name(dtype: torch.dtype | None) -> str:

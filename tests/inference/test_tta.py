@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch import nn
 
+from autoseg.inference import case_prediction
 from autoseg.inference.case_prediction import predict_case
 from autoseg.inference.settings import InferenceSettings
 from autoseg.inference.sliding_window import sliding_window_inference
@@ -121,3 +122,19 @@ def test_settings_read_a_plans_configuration_with_flag_overrides() -> None:
     assert read.step == 0.75 and not read.tta
     with pytest.raises(ValueError, match="mirror_axes"):
         InferenceSettings(patch_size=(8, 8), num_classes=2, mirror_axes=(2,))
+
+
+@pytest.mark.parametrize("amx", [True, False])
+def test_amp_on_a_cpu_predicts_in_bf16_only_with_amx(
+    monkeypatch: pytest.MonkeyPatch, amx: bool
+) -> None:
+    monkeypatch.setattr(case_prediction, "cpu_has_amx", lambda: amx)
+    net, image = random_conv(1, 2, seed=4), torch.randn(1, 6, 8, 6)
+    seen: list[torch.dtype] = []
+    net.register_forward_hook(lambda _module, _inputs, output: seen.append(output.dtype))
+    full = predict_case([net], image, settings())
+    rounded = predict_case([net], image, settings(amp=True))
+    assert seen[-1] == (torch.bfloat16 if amx else torch.float32)
+    if amx:
+        assert not np.array_equal(rounded, full)  # autocast ran
+    np.testing.assert_allclose(rounded, full, atol=0.02)

@@ -7,11 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from autoseg.cli.predict import predict_parser
 from autoseg.core.errors import InvalidInputError
 from autoseg.core.workspace import Workspace
 from autoseg.data.io import read_meta, read_volume
 from autoseg.inference.outputs import read_probabilities
-from autoseg.pipeline.predict_step import PredictOptions, predict
+from autoseg.pipeline.predict_step import PredictOptions, _settings_overrides, predict
 from tests.pipeline.model_helpers import (
     DATASET,
     affine_network,  # noqa: F401  (a fixture)
@@ -107,3 +108,10 @@ def test_no_model_is_a_clear_error(tmp_path: Path) -> None:
     workspace = make_workspace(tmp_path / "ws")
     with pytest.raises(InvalidInputError, match="no results"):
         predict(workspace, DATASET, tmp_path, tmp_path / "out")
+
+
+def test_the_amp_flag_reaches_the_inference_settings() -> None:
+    args = predict_parser().parse_args(["-i", "in", "-o", "out", "-d", "X", "--amp"])
+    assert args.amp and not predict_parser().parse_args(["-i", "a", "-o", "b"]).amp
+    assert _settings_overrides(PredictOptions(amp=True), False)["amp"] is True
+    assert _settings_overrides(PredictOptions(), False)["amp"] is False
