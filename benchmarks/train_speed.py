@@ -12,26 +12,31 @@ Each timing is the median of ``--iterations`` (20) steps after ``--warmup`` (3) 
 batches drawn in advance (so the trainer's figure excludes loading); the loader figure
 times ``make_training_loader`` with its default workers and the plans' augmentation.
 ``--precisions`` times the steps once per autocast precision (``auto`` is what training
-picks on this machine; ``bf16`` on a CPU is fast only with AMX or AVX512-BF16).
+picks on this machine; ``bf16`` on a CPU is fast only with AMX, and a bf16 step that fails
+the trainer's check (:mod:`autoseg.training.bf16_check`) prints why and shows nan).
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import math
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
+from autoseg.core.errors import InvalidInputError
 from autoseg.core.workspace import Workspace
-from autoseg.pipeline.fold_data import load_fold
-from autoseg.pipeline.fold_trainer import TrainOptions, build_trainer
-from autoseg.training.speed import PRECISIONS, SpeedLevers, autocast_dtype
+from autoseg.pipeline.fold_data import FoldData, load_fold
+from autoseg.pipeline.fold_trainer import TrainOptions, build_trainer, settle_cpu_precision
+from autoseg.training.speed import PRECISIONS, SpeedLevers
+from autoseg.training.trainer import Trainer, amp_dtype
 
 NNUNET_SNIPPET = """
 import json, statistics, sys, time, torch
@@ -71,6 +76,18 @@ def median_step_seconds(trainer: object, batches: list, warmup: int) -> float:
     return statistics.median(times)
 
 
+def forced_dtype(trainer: Trainer, data: FoldData, precision: str) -> torch.dtype | None:
+    """The step's dtype under ``precision`` whatever the plan's ``amp``, through the same
+    CPU bf16 check as training (so a step that would crash this process is not run).
+
+    Raises:
+        InvalidInputError: bf16 asked for where its step does not survive.
+    """
+    settings = replace(trainer.settings, amp=True, levers=SpeedLevers(precision=precision))
+    settings = settle_cpu_precision(settings, data.config, trainer.network, trainer.device)
+    return amp_dtype(trainer.device, settings.amp, settings.levers)
+
+
 def time_configuration(
     workspace: Workspace, dataset: str, name: str, args: argparse.Namespace
 ) -> dict:
@@ -86,12 +103,14 @@ def time_configuration(
     loader_rate = count / (time.perf_counter() - start)
     trainer.batches.close()
     planned, steps = trainer.dtype, {}
-    for precision in args.precisions:  # auto: what training runs; else the one asked for
-        trainer.dtype = (
-            planned
-            if precision == "auto"
-            else autocast_dtype(SpeedLevers(precision=precision), trainer.device, True)
-        )
+    for precision in args.precisions:
+        try:
+            dtype = planned if precision == "auto" else forced_dtype(trainer, data, precision)
+        except InvalidInputError as error:  # a forced bf16 step that crashes this CPU
+            print(error)
+            steps[precision] = math.nan
+            continue
+        trainer.dtype = dtype
         steps[precision] = median_step_seconds(trainer, batches, args.warmup)
     return {"configuration": name, "patch": list(data.config.patch_size),
             "batch": data.config.batch_size, "s_per_iter": steps,

@@ -17,7 +17,7 @@ The network must be a registered one (:func:`autoseg.networks.list_networks`).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from autoseg.core.errors import InvalidInputError
@@ -83,14 +83,6 @@ class ConfigurationKind:
     rungs: Callable[[LadderInputs, int], list[Rung]]
     recommend: Callable[[dict[str, Any]], bool] | None = None
     can_checkpoint: bool = False
-
-    def budget_for(self, budget: Budget) -> Budget:
-        """The budget this configuration is fitted to: a CPU plan is estimated and marked
-        ``amp`` for bf16 training; whether it runs so is decided where it trains (AMX and a
-        surviving test step: :func:`~autoseg.pipeline.fold_trainer.settle_cpu_precision`)."""
-        if budget.device == "cpu" and not budget.amp:
-            return replace(budget, amp=True)
-        return budget
 
     def level_count(self, budget: Budget) -> int:
         """How many network sizes a budget may climb to.

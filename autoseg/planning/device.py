@@ -33,8 +33,7 @@ class Budget:
         device: ``cuda``, ``mps`` or ``cpu``: the device training is planned for.
         gpu_memory_gb: memory budget in GiB.
         source: ``detected``, ``flag`` or ``default`` (how ``gpu_memory_gb`` was found).
-        amp: plan for mixed precision (CUDA; on a CPU per configuration, see
-            :meth:`~autoseg.planning.configurations.ConfigurationKind.budget_for`).
+        amp: plan for mixed precision (:func:`plans_amp`).
         gflops_per_iteration: compute cap of one iteration (CPU plans), else None.
     """
 
@@ -68,6 +67,13 @@ def detected_memory_gb(device: str) -> float | None:
     return None
 
 
+def plans_amp(device: str) -> bool:
+    """Mixed precision on CUDA (fp16/bf16) and on a CPU (bf16 where it has AMX and a test
+    step survives, decided where it trains:
+    :func:`~autoseg.pipeline.fold_trainer.settle_cpu_precision`); not on MPS."""
+    return device in ("cuda", "cpu")
+
+
 def resolve_budget(device: str | None = None, gpu_memory_gb: float | None = None) -> Budget:
     """The budget to plan for, from flags first and detection second.
 
@@ -86,13 +92,15 @@ def resolve_budget(device: str | None = None, gpu_memory_gb: float | None = None
             raise InvalidInputError(f"--gpu-memory-gb: must be positive, got {gpu_memory_gb}")
         target = device or ("cuda" if detected_device() == "cpu" else detected_device())
         gflops = CPU_GFLOPS_PER_ITERATION if target == "cpu" else None
-        return Budget(target, float(gpu_memory_gb), "flag", target == "cuda", gflops)
+        return Budget(target, float(gpu_memory_gb), "flag", plans_amp(target), gflops)
     target = device or detected_device()
     if target == "cpu":
-        return Budget("cpu", DEFAULT_GPU_MEMORY_GB, "default", False, CPU_GFLOPS_PER_ITERATION)
+        return Budget(
+            "cpu", DEFAULT_GPU_MEMORY_GB, "default", plans_amp("cpu"), CPU_GFLOPS_PER_ITERATION
+        )
     memory = detected_memory_gb(target)
     if memory is None:
         raise InvalidInputError(
             f"--device {target}: no {target} device found; pass --gpu-memory-gb to plan for one"
         )
-    return Budget(target, round(memory, 1), "detected", target == "cuda")
+    return Budget(target, round(memory, 1), "detected", plans_amp(target))

@@ -69,7 +69,6 @@ def configuration_entry(
 def plan_configuration(name: str, fingerprint: dict, budget: Budget) -> dict[str, Any]:
     """Fit one registered configuration to the budget."""
     kind = configuration_kind(name)
-    budget = kind.budget_for(budget)
     spacing = rules.target_spacing(fingerprint)
     inputs = LadderInputs(
         spacing, rules.shape_at(fingerprint, spacing), len(fingerprint["channels"]),
