@@ -39,6 +39,8 @@ def configuration_entry(
 ) -> dict[str, Any]:
     """One configuration of plans.json from its fitted choice."""
     dims = len(choice.rung.patch)
+    cpu = budget.device == "cpu"
+    per_lesion_loss = configuration_kind(name).per_lesion_loss
     anisotropic = is_anisotropic(spacing)
     entry = {
         "data_id": "",
@@ -55,7 +57,7 @@ def configuration_entry(
         "fits_budget": choice.fits,
         "ladder_rung": choice.index,
         "training": rules.training(
-            choice.estimate.outputs, budget.amp, choice.checkpointing, budget.device == "cpu"
+            choice.estimate.outputs, budget.amp, choice.checkpointing, cpu, per_lesion_loss
         ),
         "augmentation": rules.augmentation(dims, anisotropic),
         "inference": rules.inference(dims),

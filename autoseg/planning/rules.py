@@ -127,10 +127,14 @@ def inference(dims: int) -> dict[str, Any]:
     return InferenceWindow.new(mirror_axes=tuple(range(dims))).to_json()
 
 
-def training(outputs: int, amp: bool, checkpointing: bool, cpu: bool) -> dict[str, Any]:
-    """The training schedule of a configuration: the defaults, or the CPU schedule."""
+def training(
+    outputs: int, amp: bool, checkpointing: bool, cpu: bool, per_lesion_loss: bool = True
+) -> dict[str, Any]:
+    """The training schedule of a configuration: the defaults, or the CPU schedule (with
+    Dice + CE alone when the configuration does without the per-lesion term)."""
+    schedule = {**CPU_TRAINING, "loss": CPU_TRAINING["loss"] if per_lesion_loss else "dice_ce"}
     return TrainingSchedule.new(
-        **(CPU_TRAINING if cpu else {}),
+        **(schedule if cpu else {}),
         amp=amp,
         activation_checkpointing=checkpointing,
         deep_supervision_weights=tuple(deep_supervision_weights(outputs)),

@@ -109,6 +109,12 @@ def test_cpu_default_plan_is_capped_by_compute() -> None:
     # bf16 where the CPU has AMX (autocast_dtype decides at training)
     amp = {name: entry["training"]["amp"] for name, entry in plans.configurations.items()}
     assert amp == {"3d_hybrid": True, "2.5d_unet": True, "2d_lcnn": True}
+    # the per-lesion Dice term, except on single slices where lesion tips count as lesions
+    loss = {name: entry["training"]["loss"] for name, entry in plans.configurations.items()}
+    assert loss == {"3d_hybrid": "dice_ce_lesion", "2.5d_unet": "dice_ce_lesion",
+                    "2d_lcnn": "dice_ce"}  # fmt: skip
+    gpu = plan_from_fingerprint(fingerprint("atlas_1mm"), resolve_budget("cuda", 8.0))
+    assert {entry["training"]["loss"] for entry in gpu.configurations.values()} == {"dice_ce"}
     # CPU plans stay slim: the 3d_hybrid stops at base width 12 (~1 M parameters).
     hybrid = plans.configuration("3d_hybrid")
     assert hybrid["network"]["kwargs"]["stage_features"][0] <= 12
