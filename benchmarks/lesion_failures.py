@@ -98,7 +98,11 @@ def analyse(args: argparse.Namespace) -> tuple[list[Lesion], dict[str, dict]]:
     """Lesion rows and, per rule, Dice per case, detections and false positives."""
     lesions: list[Lesion] = []
     results: dict[str, dict] = {name: {"dice": [], "hits": [], "fp": 0} for name in RULES}
-    for npz in sorted(args.predictions.glob("*.npz")):
+    probability_files = sorted(args.predictions.glob("*.npz"))
+    if not probability_files:
+        raise SystemExit(f"{args.predictions}: no <case>.npz files; predict with "
+                         "autoseg_predict --save-probabilities")  # fmt: skip
+    for npz in probability_files:
         case_id = npz.name[: -len(".npz")]
         label_file = next(args.labels.glob(f"{case_id}.*"))
         image_file = next(args.images.glob(f"{case_id}_0000.*"))

@@ -84,6 +84,11 @@ def predict_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--no-calibration", action="store_true", help="ignore find_best's temperatures"
     )
+    parser.add_argument(
+        "--no-postprocessing",
+        action="store_true",
+        help="ignore find_best's postprocessing: keep every lesion the argmax gives",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_workspace_flags(parser)
     return parser
@@ -114,6 +119,7 @@ def _predict(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         lesion_outputs=lesion_outputs_from(args, args.convention),
         calibrate=not args.no_calibration,
+        postprocess=not args.no_postprocessing,
     )
     written = predict(args.workspace, args.dataset, args.input, args.output, options)
     print(f"predicted {len(written)} cases -> {args.output} (lesions.tsv, cases.tsv)")

@@ -151,10 +151,13 @@ def _train(args: argparse.Namespace) -> int:
         print(f"interrupted; resume with: {_resume_command(args)}", file=sys.stderr)
         return 130
     if summary is not None:
+        cases = "training cases: optimistic" if fold == "all" else "cases"
         print(
             f"validation Dice {format_number(summary['mean'].get('dice'))} "
-            f"({summary['num_cases']} cases)"
+            f"({summary['num_cases']} {cases})"
         )
+        if fold == "all":
+            print(f"choose postprocessing for it: autoseg_find_best {args.dataset}")
     return EXIT_OK
 
 

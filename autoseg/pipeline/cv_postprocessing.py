@@ -121,6 +121,7 @@ def search_postprocessing(
     labels: Sequence[int],
     convention: str,
     temperature: float = 1.0,
+    sizes_only: bool = False,
 ) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any]]:
     """Try every candidate spec on the saved validation probabilities (calibrated).
 
@@ -131,6 +132,9 @@ def search_postprocessing(
         labels: foreground labels to score.
         convention: lesion convention (connectivity).
         temperature: the model's calibration, applied to the probabilities first.
+        sizes_only: try minimum component sizes only (cases the model was trained on: a
+            model is surer of its training lesions, which flatters a lower threshold and
+            a peak cut there, while a size cut is judged more harshly than on new cases).
 
     Returns:
         ``(chosen spec, per-spec mean Dice / lesion F1, summary with every metric after the
@@ -142,6 +146,8 @@ def search_postprocessing(
         return {}, [], {}
     voxel_mm3 = float(np.median([np.prod(read_meta(ref).spacing_mm) for *_, ref in cases]))
     specs = candidate_specs(voxel_mm3)
+    if sizes_only:
+        specs = [spec for spec in specs if set(spec) <= {"min_component_voxels"}]
     scores: dict[int, list[tuple[float, float]]] = {i: [] for i in range(len(specs))}
     for _, probabilities, reference, _ in load_cases(cases, temperature):
         argmax = np.argmax(probabilities, axis=0).astype(np.uint8)

@@ -13,6 +13,15 @@ probabilities as prediction will: ensembles average them, postprocessing thresho
 are chosen on them. Argmax labels, and so each configuration's own CV metrics, do not
 change with the temperature.
 
+Without any validated numbered fold, the configurations' fold ``all`` validations stand
+in: scores on the model's own training cases (resubstitution, see
+:mod:`autoseg.pipeline.validation`). They are optimistic, so they are marked as such in
+the notes, they neither rank configurations (the plans' recommended one is kept when it
+is among them) nor build ensembles, and no temperature is fitted on them; what they are
+good for is the choice of postprocessing for a model trained on every case, where
+nothing else is held out, and then only of a minimum lesion size (see
+:func:`~autoseg.pipeline.cv_postprocessing.search_postprocessing`).
+
 Writes ``results/<NAME>/find_best.json`` (every candidate, the winner, the postprocessing
 search) and ``results/<NAME>/inference.json`` (what a plain ``autoseg_predict -d NAME``
 uses), both atomically.
@@ -54,6 +63,7 @@ from autoseg.pipeline.validation import (
     open_raw,
     validation_ids,
 )
+from autoseg.plans import load_plans
 from autoseg.training.splits import read_splits
 
 TABLE_METRICS = (("dice", "Dice"), ("hd95_mm", "HD95 mm"), ("lesion_f1", "lesion F1"),
@@ -124,6 +134,15 @@ def configuration_candidate(
     return Candidate(name, (name,), tuple(done), tuple(done.values()), summary)
 
 
+def resubstitution_candidate(results: Path, name: str) -> Candidate | None:
+    """A configuration's fold ``all`` scored on its own training cases, if validated."""
+    fold = ConfigLayout(results / name).fold("all")
+    if not fold.validation_summary.is_file():
+        return None
+    summary = pooled_summary([fold.validation_summary])
+    return Candidate(name, (name,), ("all",), (fold.validation,), summary)
+
+
 def ensemble_candidate(
     results: Path,
     pair: tuple[Candidate, Candidate],
@@ -177,16 +196,37 @@ def calibrations(
     return fitted
 
 
-def _candidates(
-    workspace: Workspace, results: Path, names: Sequence[str], convention: str, notes: list[str]
-) -> tuple[list[Candidate], dict[str, Calibration]]:
-    splits = read_splits(RunLayout(workspace, results.name).splits)
-    single = [c for n in names if (c := configuration_candidate(results, n, len(splits), notes))]
+def single_candidates(
+    results: Path, names: Sequence[str], splits: list[dict[str, list[str]]], notes: list[str]
+) -> tuple[list[Candidate], bool]:
+    """Every configuration's CV candidate, or, when no numbered fold is validated, their
+    fold ``all`` resubstitution candidates; the flag says which."""
+    cv_notes: list[str] = []
+    single = [c for n in names if (c := configuration_candidate(results, n, len(splits), cv_notes))]
+    if single:
+        notes += cv_notes
+        return single, False
+    single = [c for n in names if (c := resubstitution_candidate(results, n))]
     if not single:
         raise InvalidInputError(
             f"{results}: no configuration has validation summaries "
             "(train folds, or run autoseg_train --val-only)"
         )
+    notes.append("no numbered fold is validated: candidates are scored on fold all's own "
+                 "training cases (resubstitution), optimistic figures that are not "
+                 "cross-validation; they choose a minimum lesion size only, and no "
+                 "temperature is fitted on them")  # fmt: skip
+    return single, True
+
+
+def _candidates(
+    workspace: Workspace, results: Path, names: Sequence[str], convention: str, notes: list[str]
+) -> tuple[list[Candidate], dict[str, Calibration]]:
+    splits_file = RunLayout(workspace, results.name).splits
+    splits = read_splits(splits_file) if splits_file.is_file() else []
+    single, resubstitution = single_candidates(results, names, splits, notes)
+    if resubstitution:
+        return single, {}
     raw = open_raw(workspace, results.name)
     fitted = calibrations(single, raw, notes)
     temperatures = {name: c.temperature for name, c in fitted.items()}
@@ -198,6 +238,16 @@ def _candidates(
         if (c := ensemble_candidate(results, pair, raw, splits, evaluation, notes, temperatures))
     ]
     return single + pairs, fitted
+
+
+def best_candidate(results: Path, candidates: Sequence[Candidate]) -> Candidate:
+    """The highest CV score; on resubstitution the plans' recommended configuration, since
+    training-case scores favour whichever model memorised most."""
+    if candidates[0].folds != ("all",):
+        return max(candidates, key=Candidate.score)
+    plans = load_plans(ConfigLayout(results / candidates[0].name).plans)
+    recommended = [c for c in candidates if c.name == plans.recommended_configuration]
+    return recommended[0] if recommended else max(candidates, key=Candidate.score)
 
 
 def find_best(
@@ -230,7 +280,7 @@ def find_best(
     notes: list[str] = []
     names = list(configurations) if configurations else list_configurations(results)
     candidates, fitted = _candidates(workspace, results, names, convention, notes)
-    best = max(candidates, key=Candidate.score)
+    best = best_candidate(results, candidates)
     raw = open_raw(workspace, results.name)
     labels = foreground_labels(read_dataset_json(results / best.configurations[0])[0])
     # An ensemble's folders hold calibrated averages already; a configuration's do not.
@@ -238,7 +288,7 @@ def find_best(
     temperature = fitted[best.name].temperature if single else 1.0
     post, search, after = search_postprocessing(
         best.folders, raw.labels_tr, raw.dataset_json.file_ending, labels, convention,
-        temperature,
+        temperature, sizes_only=best.folds == ("all",),
     )  # fmt: skip
     calibration = {name: c.to_json() for name, c in sorted(fitted.items())}
     payload = {

@@ -17,6 +17,7 @@ from autoseg.core.errors import InvalidInputError
 from autoseg.core.paths import ensure_writable_dir
 from autoseg.core.run_layout import FoldLayout
 from autoseg.core.workspace import Workspace
+from autoseg.inference.model import fold_id
 from autoseg.pipeline.fold_data import load_fold, prepare_results, result_folder
 from autoseg.pipeline.fold_trainer import DEFAULT_TRAIN_OPTIONS, TrainOptions, build_trainer
 from autoseg.pipeline.validation import validate_fold
@@ -92,10 +93,13 @@ def fit_fold(
     """Train a fold (unless ``train`` is False: ``--val-only``), end DDP, then validate it.
 
     Only rank 0 validates, after every rank has left the process group, so the other
-    ranks exit while it predicts.
+    ranks exit while it predicts. Fold ``all`` has no held-out cases: it is validated on
+    its own training cases only when asked alone (``--val-only``), since what that buys
+    (postprocessing chosen on those cases) trades small lesions for fewer false ones.
 
     Returns:
-        The validation summary, or None (not validated, another rank, or fold ``all``).
+        The validation summary, or None (not validated, another rank, or fold ``all``
+        trained and not asked alone).
 
     Raises:
         InvalidInputError: see :func:`train_fold` and
@@ -112,6 +116,12 @@ def fit_fold(
     finally:
         shutdown_distributed()
     if not validate or options.distributed.rank != 0:
+        return None
+    if train and fold_id(fold) == "all":
+        print(
+            "fold 'all' has no held-out cases; autoseg_train ... all --val-only validates it "
+            "on its own training cases, for autoseg_find_best to choose postprocessing on"
+        )
         return None
     return validate_fold(workspace, dataset_name, configuration, fold, device=options.device,
                          progress=options.progress)  # fmt: skip

@@ -72,6 +72,8 @@ class PredictOptions:
         lesion_outputs: BIDS folder, lesion convention, atlas and command line for the
             tables and derivatives (None: tables beside the predictions only).
         calibrate: apply find_best's temperatures (``--no-calibration`` turns it off).
+        postprocess: apply find_best's (or the model zip's) postprocessing
+            (``--no-postprocessing`` keeps every component the argmax gives).
     """
 
     configurations: Sequence[str] | None = None
@@ -93,6 +95,7 @@ class PredictOptions:
     progress: bool = False
     lesion_outputs: LesionOutputs | None = None
     calibrate: bool = True
+    postprocess: bool = True
 
 
 DEFAULT_PREDICT_OPTIONS = PredictOptions()
@@ -102,7 +105,15 @@ def load_models(
     workspace: Workspace | None, dataset: str | None, options: PredictOptions
 ) -> tuple[list[TrainedModel], dict[str, Any]]:
     """The models to run (calibrated with find_best's temperatures unless
-    ``options.calibrate`` is False) and the postprocessing of their ensemble."""
+    ``options.calibrate`` is False) and the postprocessing of their ensemble (none when
+    ``options.postprocess`` is False)."""
+    models, post = _models_and_postprocessing(workspace, dataset, options)
+    return models, post if options.postprocess else {}
+
+
+def _models_and_postprocessing(
+    workspace: Workspace | None, dataset: str | None, options: PredictOptions
+) -> tuple[list[TrainedModel], dict[str, Any]]:
     configurations, device = options.configurations, options.device
     if options.model_zip is not None:
         models, post = load_model_zip(options.model_zip, device, options.calibrate)

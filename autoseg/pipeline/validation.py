@@ -5,6 +5,17 @@ returns (``--val-only`` calls it alone). The raw images of the fold's ``val`` ca
 (``splits.json``) go through the same predictor as any user input, with probabilities
 saved so that :mod:`autoseg.pipeline.find_best` can ensemble configurations later, and
 ``fold_<k>/validation/summary.json`` holds their metrics against ``labelsTr``.
+
+Fold ``all`` has no held-out cases. Asked (``autoseg_train NAME CONFIG all --val-only``),
+it is validated on its own training cases instead (resubstitution, as nnU-Net validates
+its fold ``all``): at most
+:data:`RESUBSTITUTION_CASES` of them, spread over the sorted ids, predicted with autocast.
+Those scores are optimistic and are never reported as cross-validation; they exist so
+that ``autoseg_find_best`` can choose postprocessing for a model trained on everything,
+which is what a time-budgeted run trains. A model that has not fitted its training cases
+(a CPU budget of minutes) makes the same kind of false positives on them as on new cases
+(docs/quality.md measures how far the choice carries over); on a model that has fitted
+them, postprocessing rarely raises their Dice, and find_best then chooses none.
 """
 
 from __future__ import annotations
@@ -31,6 +42,20 @@ from autoseg.training.splits import read_splits
 def open_raw(workspace: Workspace, dataset: str) -> RawDataset:
     """The raw dataset ``raw/<NAME>`` (also ``Dataset012_NAME`` / ``12``)."""
     return RawDataset.open(resolve_dataset_dir(Path(workspace.raw), dataset))
+
+
+RESUBSTITUTION_CASES = 20
+
+
+def resubstitution_ids(raw: RawDataset) -> list[str]:
+    """Fold ``all``'s validation cases: up to :data:`RESUBSTITUTION_CASES` of the training
+    cases, evenly spread over the sorted ids (the same ones on every call)."""
+    limit = RESUBSTITUTION_CASES
+    everything = sorted(case.case_id for case in raw.training_cases())
+    if len(everything) <= limit:
+        return everything
+    step = len(everything) / limit
+    return [everything[int(i * step)] for i in range(limit)]
 
 
 def validation_ids(splits: list[dict[str, list[str]]], fold: str, where: Path) -> list[str]:
@@ -108,14 +133,15 @@ def validate_fold(
     convention: str = "isles22",
     num_processes: int | None = None,
     progress: bool = False,
-) -> dict[str, Any] | None:
+) -> dict[str, Any]:
     """Predict fold ``fold``'s validation cases and write ``validation/summary.json``.
 
     Args:
         workspace: raw / preprocessed / results roots.
         dataset: dataset name.
         configuration: the trained configuration.
-        fold: fold number (``"all"`` has no validation cases and is skipped).
+        fold: fold number, or ``"all"`` (validated on its own training cases, see the
+            module docstring).
         checkpoint: ``final`` (default, as the challenge submission would use) or ``best``.
         device: ``auto``, ``cpu``, ``cuda`` ...
         save_probabilities: keep ``<case>.npz`` for later ensembling (find_best needs it).
@@ -125,23 +151,27 @@ def validate_fold(
         progress: show progress bars.
 
     Returns:
-        The summary, or None for fold ``all`` (a message says why).
+        The summary.
 
     Raises:
         InvalidInputError: missing model, splits, images or references.
     """
     fold = fold_id(fold)
-    if fold == "all":
-        print("fold 'all' trains on every case: there is no validation set to predict")
-        return None
     layout = RunLayout.of_results(workspace, dataset)
-    splits = read_splits(layout.splits)
-    case_ids = validation_ids(splits, fold, layout.preprocessed)
     raw = open_raw(workspace, layout.dataset)
+    if fold == "all":
+        case_ids = resubstitution_ids(raw)
+    else:
+        case_ids = validation_ids(read_splits(layout.splits), fold, layout.preprocessed)
     model = TrainedModel.from_folder(layout.configuration(configuration).folder, [fold], checkpoint,
                               device)  # fmt: skip
     out = layout.fold(configuration, fold).validation
     settings = model.settings.with_(save_probabilities=save_probabilities, progress=progress)
+    if fold == "all":
+        print(f"fold 'all' trains on every case: validating on {len(case_ids)} of its training "
+              "cases (resubstitution: optimistic scores, for autoseg_find_best to choose "
+              "postprocessing on)")  # fmt: skip
+        settings = settings.with_(amp=True)
     predict_folder(input_cases(raw, case_ids), out, model.networks, model.spec, settings,
                    overwrite=overwrite, resume=not overwrite)  # fmt: skip
     labels = foreground_labels(model.labels)

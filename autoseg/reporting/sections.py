@@ -189,6 +189,7 @@ def cv_section(find_best: dict[str, Any] | None) -> Section:
     post_json = json.dumps(best.get("postprocessing"), sort_keys=True)
     body += f"<p class='note'>Postprocessing: <code>{esc(post_json)}</code>; "
     body += f"convention: {esc(find_best.get('convention', 'n/a'))}.</p>"
+    body += "".join(f"<p class='note'>{esc(note)}</p>" for note in find_best.get("notes", []))
     return Section("cv", "Cross-validation", body)
 
 

@@ -8,13 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from autoseg.cli.predict import predict_parser
 from autoseg.core.atomic import read_json
 from autoseg.core.workspace import Workspace
 from autoseg.data.io import read_volume
 from autoseg.data.layout import RawDataset
+from autoseg.inference.choice import resolve_choice
 from autoseg.inference.outputs import case_outputs, write_case
 from autoseg.pipeline.find_best import find_best, format_table
-from autoseg.pipeline.predict_step import PredictOptions, predict
+from autoseg.pipeline.predict_step import PredictOptions, load_models, predict
 from autoseg.pipeline.validation import evaluate_cases, validate_fold
 from tests.pipeline.model_helpers import (
     BACKGROUND,
@@ -24,6 +26,7 @@ from tests.pipeline.model_helpers import (
     make_plans,
     make_workspace,
     single_thread,  # noqa: F401  (a fixture)
+    write_fold,
     write_results,
 )
 
@@ -72,11 +75,13 @@ def test_partial_folds_are_used_with_a_note(workspace: Workspace) -> None:
     assert any("only folds 1 of 2" in note for note in payload["notes"])
 
 
-def write_validation(workspace: Workspace, name: str, spurious: bool) -> None:
+def write_validation(
+    workspace: Workspace, name: str, spurious: bool, splits: dict = SPLITS
+) -> None:
     """Hand-made validation probabilities: the reference at 0.9, plus isolated voxels at
     0.8 when ``spurious`` (false lesions that removing small components fixes)."""
     raw = RawDataset.open(workspace.raw / DATASET)
-    for fold, ids in SPLITS.items():
+    for fold, ids in splits.items():
         folder = workspace.results / DATASET / name / f"fold_{fold}" / "validation"
         for case_id in ids:
             reference, meta = read_volume(raw.labels_tr / f"{case_id}.nii.gz")
@@ -101,6 +106,53 @@ def test_postprocessing_is_chosen_only_when_it_helps(workspace: Workspace, spuri
     else:
         assert best["postprocessing"] == {}
         assert best["mean_after_postprocessing"]["dice"] == best["mean"]["dice"] == 1.0
+
+
+def test_fold_all_alone_chooses_postprocessing_on_its_training_cases(workspace: Workspace):
+    """No numbered fold validated: fold all's resubstitution scores stand in, marked as
+    such, uncalibrated, and predicting fold all then applies the choice."""
+    write_results(workspace, make_plans({"hand": FOREGROUND}), {"hand": []})
+    write_validation(workspace, "hand", True, {"all": [f"case00{i}" for i in range(4)]})
+    payload = find_best(workspace, DATASET)
+    best = payload["best"]
+    assert best["folds"] == ["all"] and best["num_cases"] == 4
+    assert best["postprocessing"] == {"min_component_voxels": 2}
+    tried = [set(row["postprocessing"]) for row in payload["postprocessing_search"]]
+    assert len(tried) > 2 and all(keys <= {"min_component_voxels"} for keys in tried)
+    assert payload["calibration"] == {}
+    assert any("resubstitution" in note for note in payload["notes"])
+    results = workspace.results / DATASET
+    assert resolve_choice(results, ["hand"], [0], None)[2] == {}
+    write_fold(results / "hand", "all", FOREGROUND, make_plans({"hand": FOREGROUND}).plans_id)
+    options = PredictOptions(configurations=["hand"], folds=["all"], device="cpu")
+    assert load_models(workspace, DATASET, options)[1] == {"min_component_voxels": 2}
+    raw_options = PredictOptions(configurations=["hand"], folds=["all"], postprocess=False)
+    assert load_models(workspace, DATASET, raw_options)[1] == {}
+    flags = predict_parser().parse_args(["-i", "a", "-o", "b", "--no-postprocessing"])
+    assert flags.no_postprocessing
+
+
+def test_training_case_scores_do_not_rank_configurations(workspace: Workspace) -> None:
+    """The second scores higher on its training cases, but resubstitution rewards memorising:
+    the plans' recommended configuration stays, and nothing is ensembled."""
+    plans = make_plans({"plain": FOREGROUND, "good": FOREGROUND}, recommended="plain")
+    write_results(workspace, plans, {"plain": [], "good": []})
+    cases = {"all": [f"case00{i}" for i in range(4)]}
+    write_validation(workspace, "plain", True, cases)
+    write_validation(workspace, "good", False, cases)
+    payload = find_best(workspace, DATASET)
+    dice = {c["name"]: c["mean"]["dice"] for c in payload["candidates"]}
+    assert sorted(dice) == ["good", "plain"] and dice["good"] > dice["plain"]
+    assert payload["best"]["name"] == "plain"
+
+
+def test_cross_validation_outranks_fold_all(workspace: Workspace) -> None:
+    write_results(workspace, make_plans({"hand": FOREGROUND}), {"hand": []})
+    write_validation(workspace, "hand", True, {"all": [f"case00{i}" for i in range(4)]})
+    write_validation(workspace, "hand", False)
+    payload = find_best(workspace, DATASET)
+    assert payload["best"]["folds"] == [0, 1] and payload["best"]["postprocessing"] == {}
+    assert not any("resubstitution" in note for note in payload["notes"])
 
 
 def test_an_overconfident_model_is_calibrated_and_predict_applies_it(

@@ -14,7 +14,7 @@ from autoseg.core.checkpoint import load_checkpoint
 from autoseg.core.errors import InvalidInputError
 from autoseg.core.workspace import Workspace
 from autoseg.pipeline import fold_trainer
-from autoseg.pipeline.fit_fold import train_fold
+from autoseg.pipeline.fit_fold import fit_fold, train_fold
 from autoseg.pipeline.fold_data import load_fold
 from autoseg.pipeline.fold_trainer import TrainOptions, build_trainer
 from autoseg.training import speed
@@ -108,6 +108,15 @@ def test_train_fold_writes_the_results_folder_and_resumes(workspace: Workspace) 
     final = load_checkpoint(fold / "checkpoint_final.pt")
     assert final["epoch"] == 3 and final["iteration"] == 6 and final["fold"] == "0"
     assert len(list(csv.DictReader((fold / "training_log.csv").open()))) == 3
+
+
+def test_fold_all_is_validated_only_when_asked_alone(
+    workspace: Workspace, capsys: pytest.CaptureFixture
+) -> None:
+    """Trained, fold all skips validation (it has no held-out cases) and says how to ask."""
+    assert fit_fold(workspace, "TINY", "2.5d_unet", "all", OPTIONS) is None
+    assert "all --val-only validates it on its own training cases" in capsys.readouterr().out
+    assert (workspace.results / "TINY" / "2.5d_unet" / "fold_all" / "checkpoint_final.pt").is_file()
 
 
 def test_checkpoint_of_other_plans_is_refused(workspace: Workspace) -> None:

@@ -132,7 +132,7 @@ def find_best() -> dict:
             "mean_after_postprocessing": {"dice": 0.789}}  # fmt: skip
     return {"dataset": NAME, "convention": "isles22",
             "candidates": [candidate("3d_hybrid", 0.712), candidate("3d_hybrid+2.5d_unet", 0.777)],
-            "best": best}  # fmt: skip
+            "best": best, "notes": ["2.5d_unet: only folds 0, 1 of 5 validated"]}  # fmt: skip
 
 
 def write_minimal_workspace(root: Path) -> Workspace:

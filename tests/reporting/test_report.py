@@ -70,6 +70,7 @@ def test_plans_cv_and_training_content(full_report: Path) -> None:
     assert '<tr class="recommended"><td>3d_hybrid (recommended)</td>' in html
     assert "<td>75%</td>" in html  # 6.0 GB of the 8.0 GB budget
     assert "<td>0.789</td>" in html  # best after postprocessing
+    assert "<p class='note'>2.5d_unet: only folds 0, 1 of 5 validated</p>" in html
     training = html[html.index('<section id="training">') : html.index('<section id="cv">')]
     assert training.count("<td>fold_") == 2
     assert "<td>0.400</td>" in training  # best EMA Dice of 5 epochs (0.1 per epoch)
