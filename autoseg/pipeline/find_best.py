@@ -80,6 +80,11 @@ class Candidate:
     folders: tuple[Path, ...]
     summary: dict[str, Any]
 
+    @property
+    def resubstitution(self) -> bool:
+        """Scored on fold ``all``'s own training cases, not on cross-validation."""
+        return self.folds == ("all",)
+
     def score(self) -> tuple[float, float]:
         """Mean Dice, then mean lesion F1 (NaN-free: a missing value ranks last)."""
         mean = self.summary["mean"]
@@ -198,14 +203,14 @@ def calibrations(
 
 def single_candidates(
     results: Path, names: Sequence[str], splits: list[dict[str, list[str]]], notes: list[str]
-) -> tuple[list[Candidate], bool]:
+) -> list[Candidate]:
     """Every configuration's CV candidate, or, when no numbered fold is validated, their
-    fold ``all`` resubstitution candidates; the flag says which."""
+    fold ``all`` resubstitution candidates."""
     cv_notes: list[str] = []
     single = [c for n in names if (c := configuration_candidate(results, n, len(splits), cv_notes))]
     if single:
         notes += cv_notes
-        return single, False
+        return single
     single = [c for n in names if (c := resubstitution_candidate(results, n))]
     if not single:
         raise InvalidInputError(
@@ -216,7 +221,7 @@ def single_candidates(
                  "training cases (resubstitution), optimistic figures that are not "
                  "cross-validation; they choose a minimum lesion size only, and no "
                  "temperature is fitted on them")  # fmt: skip
-    return single, True
+    return single
 
 
 def _candidates(
@@ -224,8 +229,8 @@ def _candidates(
 ) -> tuple[list[Candidate], dict[str, Calibration]]:
     splits_file = RunLayout(workspace, results.name).splits
     splits = read_splits(splits_file) if splits_file.is_file() else []
-    single, resubstitution = single_candidates(results, names, splits, notes)
-    if resubstitution:
+    single = single_candidates(results, names, splits, notes)
+    if single[0].resubstitution:
         return single, {}
     raw = open_raw(workspace, results.name)
     fitted = calibrations(single, raw, notes)
@@ -243,7 +248,7 @@ def _candidates(
 def best_candidate(results: Path, candidates: Sequence[Candidate]) -> Candidate:
     """The highest CV score; on resubstitution the plans' recommended configuration, since
     training-case scores favour whichever model memorised most."""
-    if candidates[0].folds != ("all",):
+    if not candidates[0].resubstitution:
         return max(candidates, key=Candidate.score)
     plans = load_plans(ConfigLayout(results / candidates[0].name).plans)
     recommended = [c for c in candidates if c.name == plans.recommended_configuration]
@@ -288,7 +293,7 @@ def find_best(
     temperature = fitted[best.name].temperature if single else 1.0
     post, search, after = search_postprocessing(
         best.folders, raw.labels_tr, raw.dataset_json.file_ending, labels, convention,
-        temperature, sizes_only=best.folds == ("all",),
+        temperature, sizes_only=best.resubstitution,
     )  # fmt: skip
     calibration = {name: c.to_json() for name, c in sorted(fitted.items())}
     payload = {

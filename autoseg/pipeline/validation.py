@@ -50,12 +50,9 @@ RESUBSTITUTION_CASES = 20
 def resubstitution_ids(raw: RawDataset) -> list[str]:
     """Fold ``all``'s validation cases: up to :data:`RESUBSTITUTION_CASES` of the training
     cases, evenly spread over the sorted ids (the same ones on every call)."""
-    limit = RESUBSTITUTION_CASES
     everything = sorted(case.case_id for case in raw.training_cases())
-    if len(everything) <= limit:
-        return everything
-    step = len(everything) / limit
-    return [everything[int(i * step)] for i in range(limit)]
+    step = max(1.0, len(everything) / RESUBSTITUTION_CASES)
+    return [everything[int(i * step)] for i in range(min(len(everything), RESUBSTITUTION_CASES))]
 
 
 def validation_ids(splits: list[dict[str, list[str]]], fold: str, where: Path) -> list[str]:
@@ -159,19 +156,19 @@ def validate_fold(
     fold = fold_id(fold)
     layout = RunLayout.of_results(workspace, dataset)
     raw = open_raw(workspace, layout.dataset)
-    if fold == "all":
+    resubstitution = fold == "all"
+    if resubstitution:
         case_ids = resubstitution_ids(raw)
+        print(f"fold 'all' trains on every case: validating on {len(case_ids)} of its training "
+              "cases (resubstitution: optimistic scores, for autoseg_find_best to choose "
+              "postprocessing on)")  # fmt: skip
     else:
         case_ids = validation_ids(read_splits(layout.splits), fold, layout.preprocessed)
     model = TrainedModel.from_folder(layout.configuration(configuration).folder, [fold], checkpoint,
                               device)  # fmt: skip
     out = layout.fold(configuration, fold).validation
-    settings = model.settings.with_(save_probabilities=save_probabilities, progress=progress)
-    if fold == "all":
-        print(f"fold 'all' trains on every case: validating on {len(case_ids)} of its training "
-              "cases (resubstitution: optimistic scores, for autoseg_find_best to choose "
-              "postprocessing on)")  # fmt: skip
-        settings = settings.with_(amp=True)
+    settings = model.settings.with_(save_probabilities=save_probabilities, progress=progress,
+                                    amp=resubstitution or model.settings.amp)  # fmt: skip
     predict_folder(input_cases(raw, case_ids), out, model.networks, model.spec, settings,
                    overwrite=overwrite, resume=not overwrite)  # fmt: skip
     labels = foreground_labels(model.labels)
