@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -82,6 +83,14 @@ def write_tiny_dataset(
     )
     write_dataset_json(root, dataset_json)
     return root
+
+
+@pytest.fixture(autouse=True)
+def planning_without_amx() -> Iterator[None]:
+    """Plan as on a CPU without AMX, so CPU plans in tests do not depend on the host
+    (tests of the bf16 rule patch the detection back on)."""
+    with mock.patch("autoseg.planning.device.cpu_has_amx", return_value=False):
+        yield
 
 
 @pytest.fixture

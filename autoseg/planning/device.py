@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from autoseg.core.cpu import cpu_has_amx
 from autoseg.core.device import DEVICES, detected_device
 from autoseg.core.errors import InvalidInputError
 
@@ -35,6 +36,8 @@ class Budget:
         source: ``detected``, ``flag`` or ``default`` (how ``gpu_memory_gb`` was found).
         amp: plan for mixed precision (:func:`plans_amp`).
         gflops_per_iteration: compute cap of one iteration (CPU plans), else None.
+        cpu_bf16: CPU steps will run in bf16 (this CPU has AMX), where network width
+            costs far less time than its FLOPs suggest (see ``ConfigurationKind``).
     """
 
     device: str
@@ -42,16 +45,23 @@ class Budget:
     source: str
     amp: bool
     gflops_per_iteration: float | None = None
+    cpu_bf16: bool = False
 
     def cpu_budget(self) -> dict[str, Any] | None:
         """The CPU rule as recorded in the plans (None for accelerator plans)."""
         if self.gflops_per_iteration is None:
             return None
+        rule = (
+            "no accelerator: patch, batch and network capped by the compute of one "
+            "training iteration (forward + backward), about one second on a 2-core CPU"
+        )
+        if self.cpu_bf16:
+            rule += "; bf16 steps (AMX): 3d_hybrid one width level wider on the same patch"
         return {
             "gflops_per_iteration": self.gflops_per_iteration,
             "assumed_gflops_per_second": CPU_ASSUMED_GFLOPS_PER_SECOND,
-            "rule": "no accelerator: patch, batch and network capped by the compute of one "
-            "training iteration (forward + backward), about one second on a 2-core CPU",
+            "bf16": self.cpu_bf16,
+            "rule": rule,
         }
 
 
@@ -74,6 +84,17 @@ def plans_amp(device: str) -> bool:
     return device in ("cuda", "cpu")
 
 
+def budget_for_cpu(gpu_memory_gb: float, source: str) -> Budget:
+    """The CPU rule: a compute cap per iteration, noting whether steps will run in bf16.
+
+    Whether training really runs in bf16 is settled where it trains (a CPU without AMX, or
+    one where a bf16 test step fails, trains in float32); a plan widened for bf16 and
+    trained in float32 pays its 2.25x FLOPs in full.
+    """
+    bf16 = plans_amp("cpu") and cpu_has_amx()
+    return Budget("cpu", gpu_memory_gb, source, plans_amp("cpu"), CPU_GFLOPS_PER_ITERATION, bf16)
+
+
 def resolve_budget(device: str | None = None, gpu_memory_gb: float | None = None) -> Budget:
     """The budget to plan for, from flags first and detection second.
 
@@ -91,13 +112,12 @@ def resolve_budget(device: str | None = None, gpu_memory_gb: float | None = None
         if not gpu_memory_gb > 0:
             raise InvalidInputError(f"--gpu-memory-gb: must be positive, got {gpu_memory_gb}")
         target = device or ("cuda" if detected_device() == "cpu" else detected_device())
-        gflops = CPU_GFLOPS_PER_ITERATION if target == "cpu" else None
-        return Budget(target, float(gpu_memory_gb), "flag", plans_amp(target), gflops)
+        if target == "cpu":
+            return budget_for_cpu(float(gpu_memory_gb), "flag")
+        return Budget(target, float(gpu_memory_gb), "flag", plans_amp(target))
     target = device or detected_device()
     if target == "cpu":
-        return Budget(
-            "cpu", DEFAULT_GPU_MEMORY_GB, "default", plans_amp("cpu"), CPU_GFLOPS_PER_ITERATION
-        )
+        return budget_for_cpu(DEFAULT_GPU_MEMORY_GB, "default")
     memory = detected_memory_gb(target)
     if memory is None:
         raise InvalidInputError(

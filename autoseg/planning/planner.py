@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import multiprocessing
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from autoseg.planning.configurations import LadderInputs, configuration_kind, co
 from autoseg.planning.device import Budget, resolve_budget
 from autoseg.planning.feasibility import reestimate_overrides
 from autoseg.planning.fingerprint import write_fingerprint
-from autoseg.planning.search import Choice, fit_ladder
+from autoseg.planning.search import Choice, fit_ladder, widened_on_patch
 from autoseg.planning.topology import is_anisotropic
 from autoseg.plans import Plans, PreprocessingOptions, apply_overrides, finalize, write_plans
 from autoseg.plans.jsonutil import content_hash
@@ -69,7 +70,12 @@ def configuration_entry(
 
 
 def plan_configuration(name: str, fingerprint: dict, budget: Budget) -> dict[str, Any]:
-    """Fit one registered configuration to the budget."""
+    """Fit one registered configuration to the budget.
+
+    A CPU that trains in bf16 then gets the bf16 ladder's network on the same patch and
+    batch where that is wider (:data:`~autoseg.planning.configurations.CPU_BF16_MIN_LEVEL_3D`):
+    there width costs little time, a patch all of its voxels.
+    """
     kind = configuration_kind(name)
     spacing = rules.target_spacing(fingerprint)
     inputs = LadderInputs(
@@ -81,6 +87,9 @@ def plan_configuration(name: str, fingerprint: dict, budget: Budget) -> dict[str
         raise ValueError(f"configuration '{name}': its rungs must build '{kind.network}'")
     voxels = rules.dataset_voxels_at(fingerprint, spacing)
     choice = fit_ladder(rungs, budget, max_batch(voxels, rungs[-1].patch), kind.can_checkpoint)
+    if budget.cpu_bf16:
+        bf16_rungs = kind.rungs(replace(inputs, cpu_bf16=True), kind.level_count(budget))
+        choice = widened_on_patch(choice, bf16_rungs, budget)
     return configuration_entry(name, choice, spacing, fingerprint, budget)
 
 

@@ -97,3 +97,21 @@ def fit_ladder(rungs: list[Rung], budget: Budget, max_batch: int, can_checkpoint
         batch = MIN_BATCH + max(offset, 0)
     estimate = _estimate(rung, batch, budget, checkpointing)
     return Choice(rung, index, batch, checkpointing, estimate, within(estimate, budget))
+
+
+def widened_on_patch(choice: Choice, rungs: list[Rung], budget: Budget) -> Choice:
+    """The first of ``rungs`` on the choice's patch, at its batch, where that network is
+    larger and fits the memory; else the choice.
+
+    The compute cap is not applied: the caller offers rungs whose extra FLOPs cost little
+    time (bf16 width on a CPU).
+    """
+    same_patch = [(i, rung) for i, rung in enumerate(rungs) if rung.patch == choice.rung.patch]
+    if not same_patch or choice.checkpointing:
+        return choice
+    index, rung = same_patch[0]
+    estimate = _estimate(rung, choice.batch_size, budget, False)
+    fits_memory = estimate.total <= budget.gpu_memory_gb * GB * USABLE_FRACTION
+    if estimate.weights <= choice.estimate.weights or not fits_memory:
+        return choice
+    return Choice(rung, index, choice.batch_size, False, estimate, True)

@@ -7,6 +7,7 @@ import itertools
 import json
 import math
 from pathlib import Path
+from unittest import mock
 
 import pytest
 import torch
@@ -119,6 +120,27 @@ def test_cpu_default_plan_is_capped_by_compute() -> None:
     hybrid = plans.configuration("3d_hybrid")
     assert hybrid["network"]["kwargs"]["stage_features"][0] <= 12
     assert hybrid["parameters"] < 2_000_000
+
+
+def test_bf16_cpu_plans_widen_3d_hybrid_on_the_same_patch() -> None:
+    """With AMX the CPU 3d_hybrid is one width level wider on the float32 plan's patch and
+    batch; the 2D configurations, whose bf16 width was never measured, are unchanged."""
+    slim = plan_from_fingerprint(at_2mm(fingerprint("atlas_1mm")), resolve_budget("cpu"))
+    with mock.patch("autoseg.planning.device.cpu_has_amx", return_value=True):
+        wide = plan_from_fingerprint(at_2mm(fingerprint("atlas_1mm")), resolve_budget("cpu"))
+    assert wide.payload["cpu_budget"]["bf16"] and not slim.payload["cpu_budget"]["bf16"]
+    hybrid, slim_hybrid = wide.configuration("3d_hybrid"), slim.configuration("3d_hybrid")
+    assert hybrid["patch_size"] == slim_hybrid["patch_size"]
+    assert hybrid["batch_size"] == slim_hybrid["batch_size"]
+    assert slim_hybrid["network"]["kwargs"]["stage_features"] == [8, 16, 32, 64]
+    assert hybrid["network"]["kwargs"]["stage_features"] == [12, 24, 48, 96]
+    # 1.5x the width: 2.25x the FLOPs, over the float32 cap and within the memory budget
+    assert hybrid["gflops_per_iteration"] == pytest.approx(
+        2.25 * slim_hybrid["gflops_per_iteration"], rel=0.1
+    )
+    assert hybrid["fits_budget"] and hybrid["gflops_per_iteration"] > 25.0
+    for name in ("2.5d_unet", "2d_lcnn"):
+        assert wide.configuration(name) == slim.configuration(name)
 
 
 def windows_per_axis(shape: list[int], patch: tuple[int, ...]) -> list[int]:
