@@ -67,6 +67,9 @@ def _plan(args: argparse.Namespace) -> int:
     result = run_plan(args.workspace, args.dataset, options)
     plans = result.plans
     print(f"plans {plans.plans_id} ({plans.gpu_memory_source} budget) -> {result.plans_path}")
+    if (plans.cpu_budget or {}).get("bf16"):
+        print("   CPU with AMX: planned for bf16 training (3d_hybrid one width level wider); "
+              "train on a CPU like this one")  # fmt: skip
     for name, config in sorted(plans.configurations.items()):
         marker = "*" if name == plans.recommended_configuration else " "
         print(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from unittest import mock
 
 from autoseg.cli import EXIT_INVALID, EXIT_OK, plan_main
 from tests.conftest import write_tiny_dataset
@@ -38,6 +39,18 @@ def test_plan_only_writes_no_cache_and_same_input_gives_same_plans(tmp_path: Pat
     assert plan_main(["-d", "Tiny", "--plan-only", *_home(tmp_path)]) == EXIT_OK
     assert plans_file.read_bytes() == first
     assert not any(p.name.startswith("3d_") for p in plans_file.parent.iterdir())
+
+
+def test_plan_says_when_it_planned_for_bf16(tmp_path: Path, capsys) -> None:
+    write_tiny_dataset(tmp_path / "raw" / "Tiny", cases=3)
+    args = ["-d", "Tiny", "--plan-only", "--device", "cpu", *_home(tmp_path)]
+    assert plan_main(args) == EXIT_OK
+    assert "bf16" not in capsys.readouterr().out
+    with mock.patch("autoseg.planning.device.cpu_has_amx", return_value=True):
+        assert plan_main(args) == EXIT_OK
+    assert "planned for bf16 training" in capsys.readouterr().out
+    plans = json.loads((tmp_path / "preprocessed" / "Tiny" / "plans.json").read_text())
+    assert plans["cpu_budget"]["bf16"] is True
 
 
 def test_invalid_dataset_is_refused_before_planning(tmp_path: Path, capsys) -> None:
