@@ -91,8 +91,9 @@ def budget_for_cpu(gpu_memory_gb: float, source: str) -> Budget:
     one where a bf16 test step fails, trains in float32); a plan widened for bf16 and
     trained in float32 pays its 2.25x FLOPs in full.
     """
-    bf16 = plans_amp("cpu") and cpu_has_amx()
-    return Budget("cpu", gpu_memory_gb, source, plans_amp("cpu"), CPU_GFLOPS_PER_ITERATION, bf16)
+    amp = plans_amp("cpu")
+    bf16 = amp and cpu_has_amx()
+    return Budget("cpu", gpu_memory_gb, source, amp, CPU_GFLOPS_PER_ITERATION, bf16)
 
 
 def resolve_budget(device: str | None = None, gpu_memory_gb: float | None = None) -> Budget:

@@ -89,7 +89,8 @@ def plan_configuration(name: str, fingerprint: dict, budget: Budget) -> dict[str
     choice = fit_ladder(rungs, budget, max_batch(voxels, rungs[-1].patch), kind.can_checkpoint)
     if budget.cpu_bf16:
         bf16_rungs = kind.rungs(replace(inputs, cpu_bf16=True), kind.level_count(budget))
-        choice = widened_on_patch(choice, bf16_rungs, budget)
+        if bf16_rungs != rungs:  # only ladders that start wider in bf16 (3d_hybrid)
+            choice = widened_on_patch(choice, bf16_rungs, budget)
     return configuration_entry(name, choice, spacing, fingerprint, budget)
 
 

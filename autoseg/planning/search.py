@@ -55,9 +55,14 @@ def interleave(patch_count: int, level_count: int) -> list[tuple[int, int]]:
     return pairs
 
 
+def fits_memory(estimate: MemoryEstimate, budget: Budget) -> bool:
+    """Under the memory budget, headroom kept."""
+    return estimate.total <= budget.gpu_memory_gb * GB * USABLE_FRACTION
+
+
 def within(estimate: MemoryEstimate, budget: Budget) -> bool:
     """Under the memory budget and, on the CPU, under the per-iteration compute cap."""
-    if estimate.total > budget.gpu_memory_gb * GB * USABLE_FRACTION:
+    if not fits_memory(estimate, budget):
         return False
     return budget.gflops_per_iteration is None or estimate.gflops <= budget.gflops_per_iteration
 
@@ -111,7 +116,6 @@ def widened_on_patch(choice: Choice, rungs: list[Rung], budget: Budget) -> Choic
         return choice
     index, rung = same_patch[0]
     estimate = _estimate(rung, choice.batch_size, budget, False)
-    fits_memory = estimate.total <= budget.gpu_memory_gb * GB * USABLE_FRACTION
-    if estimate.weights <= choice.estimate.weights or not fits_memory:
+    if estimate.weights <= choice.estimate.weights or not fits_memory(estimate, budget):
         return choice
     return Choice(rung, index, choice.batch_size, False, estimate, True)
