@@ -72,9 +72,11 @@ def _plan(args: argparse.Namespace) -> int:
               "train on a CPU like this one")  # fmt: skip
     for name, config in sorted(plans.configurations.items()):
         marker = "*" if name == plans.recommended_configuration else " "
+        spacing = "x".join(f"{s:g}" for s in config.spacing_mm)
         print(
-            f" {marker} {name:10s} patch {list(config.patch_size)} batch {config.batch_size} "
-            f"params {config.parameters / 1e6:.1f} M, memory {config.memory_estimate_gb} GB"
+            f" {marker} {name:10s} patch {list(config.patch_size)} at {spacing} mm, batch "
+            f"{config.batch_size}, params {config.parameters / 1e6:.1f} M, "
+            f"memory {config.memory_estimate_gb} GB"
         )
     for data_id, folder in result.cache_folders.items():
         print(f"   cache {data_id} -> {folder}")

@@ -51,9 +51,13 @@ class Budget:
         """The CPU rule as recorded in the plans (None for accelerator plans)."""
         if self.gflops_per_iteration is None:
             return None
+        from autoseg.planning.rules import CPU_MIN_PATCH_COVERAGE_3D  # (rules imports this)
+
         rule = (
             "no accelerator: patch, batch and network capped by the compute of one "
-            "training iteration (forward + backward), about one second on a 2-core CPU"
+            "training iteration (forward + backward), about one second on a 2-core CPU; "
+            f"a 3D patch covering under {CPU_MIN_PATCH_COVERAGE_3D:.0%} of the median image "
+            "is planned at a coarser spacing"
         )
         if self.cpu_bf16:
             rule += "; bf16 steps (AMX): 3d_hybrid one width level wider on the same patch"

@@ -18,7 +18,12 @@ from autoseg.core.run_layout import PLANS_JSON, resolve_dataset_dir
 from autoseg.core.workspace import Workspace
 from autoseg.data.layout import RawDataset
 from autoseg.planning import rules
-from autoseg.planning.configurations import LadderInputs, configuration_kind, configuration_names
+from autoseg.planning.configurations import (
+    ConfigurationKind,
+    LadderInputs,
+    configuration_kind,
+    configuration_names,
+)
 from autoseg.planning.device import Budget, resolve_budget
 from autoseg.planning.feasibility import reestimate_overrides
 from autoseg.planning.fingerprint import write_fingerprint
@@ -28,6 +33,7 @@ from autoseg.plans import Plans, PreprocessingOptions, apply_overrides, finalize
 from autoseg.plans.jsonutil import content_hash
 
 BATCH_DATASET_FRACTION = 0.05
+CPU_FIELD_OF_VIEW_REFITS = 3  # 1 mm heads: 1 -> 1.76 -> 1.87 mm, then the patch covers 15 %
 
 
 def max_batch(dataset_voxels: float, patch: tuple[int, ...]) -> int:
@@ -69,28 +75,48 @@ def configuration_entry(
     return entry
 
 
-def plan_configuration(name: str, fingerprint: dict, budget: Budget) -> dict[str, Any]:
-    """Fit one registered configuration to the budget.
+def fit_configuration(
+    kind: ConfigurationKind, spacing: list[float], fingerprint: dict, budget: Budget
+) -> Choice:
+    """Fit one configuration's ladder at a spacing.
 
     A CPU that trains in bf16 then gets the bf16 ladder's network on the same patch and
     batch where that is wider (:data:`~autoseg.planning.configurations.CPU_BF16_MIN_LEVEL_3D`):
     there width costs little time, a patch all of its voxels.
     """
-    kind = configuration_kind(name)
-    spacing = rules.target_spacing(fingerprint)
     inputs = LadderInputs(
         spacing, rules.shape_at(fingerprint, spacing), len(fingerprint["channels"]),
         len(fingerprint["labels"]), 2 * rules.slice_context(spacing) + 1, budget.device == "cpu",
     )  # fmt: skip
     rungs = kind.rungs(inputs, kind.level_count(budget))
     if any(rung.network["name"] != kind.network for rung in rungs):
-        raise ValueError(f"configuration '{name}': its rungs must build '{kind.network}'")
+        raise ValueError(f"configuration '{kind.name}': its rungs must build '{kind.network}'")
     voxels = rules.dataset_voxels_at(fingerprint, spacing)
     choice = fit_ladder(rungs, budget, max_batch(voxels, rungs[-1].patch), kind.can_checkpoint)
     if budget.cpu_bf16:
         bf16_rungs = kind.rungs(replace(inputs, cpu_bf16=True), kind.level_count(budget))
         if bf16_rungs != rungs:  # only ladders that start wider in bf16 (3d_hybrid)
             choice = widened_on_patch(choice, bf16_rungs, budget)
+    return choice
+
+
+def plan_configuration(name: str, fingerprint: dict, budget: Budget) -> dict[str, Any]:
+    """Fit one registered configuration to the budget.
+
+    On a CPU, a 3D patch that covers too little of the median image is fitted again at a
+    coarser spacing (:func:`~autoseg.planning.rules.cpu_field_of_view_spacing`), until it
+    covers enough (the patch refitted at a coarser spacing may be smaller).
+    """
+    kind = configuration_kind(name)
+    spacing = rules.target_spacing(fingerprint)
+    choice = fit_configuration(kind, spacing, fingerprint, budget)
+    for _ in range(CPU_FIELD_OF_VIEW_REFITS if budget.device == "cpu" else 0):
+        shape = rules.shape_at(fingerprint, spacing)
+        coarser = rules.cpu_field_of_view_spacing(spacing, shape, choice.rung.patch)
+        if coarser is None:
+            break
+        spacing = coarser
+        choice = fit_configuration(kind, spacing, fingerprint, budget)
     return configuration_entry(name, choice, spacing, fingerprint, budget)
 
 

@@ -23,6 +23,16 @@ CPU_TRAINING = {"epochs": 30, "iterations_per_epoch": 50, "validation_iterations
                 "optimizer": "adamw", "lr": 3e-3, "weight_decay": 1e-4,
                 "per_lesion_sampling": 0.5, "loss": "dice_ce_lesion"}  # fmt: skip
 CT_WINDOW_MARGIN = 1.0  # CT clip window: lesion range widened by this many widths per side
+# A CPU's compute cap holds a 3D patch near 100 k voxels at any spacing, so at 1 mm it sees
+# 4 x 6 x 5 cm of a head (3 % of it). On 1 mm ATLAS-like heads (40 training, 10 test; one
+# core each, 20 minutes) the 1 mm 3d_hybrid reached test Dice 0.35, lesion F1 0.08 and
+# 38 more lesions a head than the reference, predicting 4.5 minutes a case; at 1.76 mm,
+# as this rule plans it, twice: Dice 0.49 / 0.51, F1 0.45 / 0.43, 3-4 more, 35-39 s (2 mm by
+# hand: 0.50, 0.35). So a CPU plan coarsens 3D spacing until the patch covers about this
+# share of the median image (2 mm heads, 17 %, keep 2 mm). Small lesions pay: 3-5 of the
+# 10 small test lesions found against 7 by the 1 mm model among its false ones.
+CPU_MIN_PATCH_COVERAGE_3D = 0.15
+CPU_MAX_COARSENING_3D = 3.0  # never more than 3x the data's own spacing
 
 
 def target_spacing(fingerprint: dict[str, Any]) -> list[float]:
@@ -44,6 +54,30 @@ def target_spacing(fingerprint: dict[str, Any]) -> list[float]:
     finer = float(fingerprint["spacing_mm"]["percentile_10"][thick])
     median[thick] = max(finer, max(median[a] for a in others))
     return median
+
+
+def cpu_field_of_view_spacing(
+    spacing_mm: list[float], shape: list[int], patch: list[int] | tuple[int, ...]
+) -> list[float] | None:
+    """A coarser spacing for a CPU 3D plan whose patch sees too little of the image, or None.
+
+    Scales every axis by one factor, chosen so that the same number of patch voxels would
+    cover :data:`CPU_MIN_PATCH_COVERAGE_3D` of the median image (the planner fits the patch
+    again at the new spacing). 2D patches and thick-slice data keep their spacing: a 2D
+    patch holds a whole slice, and a thick axis is not made thicker.
+
+    Args:
+        spacing_mm: the target spacing ``(z, y, x)``.
+        shape: the median cropped image shape at that spacing.
+        patch: the patch fitted at that spacing.
+    """
+    if len(patch) != 3 or is_anisotropic(spacing_mm):
+        return None
+    coverage = float(np.prod(patch)) / float(np.prod(shape))
+    if coverage >= CPU_MIN_PATCH_COVERAGE_3D:
+        return None
+    factor = min((CPU_MIN_PATCH_COVERAGE_3D / coverage) ** (1 / 3), CPU_MAX_COARSENING_3D)
+    return [round(s * factor, 2) for s in spacing_mm]
 
 
 def shape_at(fingerprint: dict[str, Any], spacing_mm: list[float]) -> list[int]:

@@ -143,6 +143,36 @@ def test_bf16_cpu_plans_widen_3d_hybrid_on_the_same_patch() -> None:
         assert wide.configuration(name) == slim.configuration(name)
 
 
+def test_cpu_3d_plans_coarsen_until_the_patch_sees_enough_of_the_head() -> None:
+    """1 mm heads on a CPU: the compute-capped 3D patch would cover 3 % of the median head;
+    3d_hybrid is planned near 2 mm instead, the 2D configurations (whole slices) and a GPU
+    plan keep 1 mm, and 2 mm heads (17 % already) keep 2 mm."""
+    atlas = fingerprint("atlas_1mm")
+    cpu = plan_from_fingerprint(atlas, resolve_budget("cpu"))
+    hybrid = cpu.configuration("3d_hybrid")
+    spacing = hybrid["spacing_mm"]
+    assert len(set(spacing)) == 1 and 1.6 <= spacing[0] <= 2.2
+    coverage = math.prod(hybrid["patch_size"]) / math.prod(shape_at(atlas, spacing))
+    assert coverage >= rules.CPU_MIN_PATCH_COVERAGE_3D
+    assert hybrid["data_id"] != cpu.configuration("2.5d_unet")["data_id"]
+    for name in ("2.5d_unet", "2d_lcnn"):
+        assert cpu.configuration(name)["spacing_mm"] == [1.0, 1.0, 1.0]
+    gpu_plan = plan_from_fingerprint(atlas, gpu(8)).configuration("3d_hybrid")
+    assert gpu_plan["spacing_mm"] == [1.0, 1.0, 1.0]
+    at_2 = plan_from_fingerprint(at_2mm(atlas), resolve_budget("cpu")).configuration("3d_hybrid")
+    assert at_2["spacing_mm"] == [2.0, 2.0, 2.0]
+
+
+def test_field_of_view_rule_scales_isotropically_and_leaves_thick_slices_alone() -> None:
+    rule = rules.cpu_field_of_view_spacing
+    # 8 % covered: 15 / 8 = 1.875x the volume per voxel, 1.233x per axis
+    assert rule([1.0, 1.0, 1.0], [100, 100, 100], [40, 50, 40]) == [1.23, 1.23, 1.23]
+    assert rule([1.0, 1.0, 1.0], [100, 100, 100], [50, 60, 50]) is None  # 15 %
+    assert rule([1.0, 1.0, 1.0], [1000, 1000, 1000], [8, 8, 8]) == [3.0, 3.0, 3.0]  # capped
+    assert rule([6.0, 1.0, 1.0], [30, 200, 200], [16, 32, 32]) is None  # thick slices
+    assert rule([1.0, 1.0, 1.0], [100, 100, 100], [40, 40]) is None  # 2D: whole slices
+
+
 def windows_per_axis(shape: list[int], patch: tuple[int, ...]) -> list[int]:
     return [len(window_starts(n, p, 0.5)) for n, p in zip(shape, patch, strict=True)]
 
