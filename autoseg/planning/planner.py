@@ -33,7 +33,7 @@ from autoseg.plans import Plans, PreprocessingOptions, apply_overrides, finalize
 from autoseg.plans.jsonutil import content_hash
 
 BATCH_DATASET_FRACTION = 0.05
-CPU_FIELD_OF_VIEW_REFITS = 3  # 1 mm heads: 1 -> 1.76 -> 1.87 mm, then the patch covers 15 %
+CPU_FIELD_OF_VIEW_REFITS = 3  # a patch refitted coarser may shrink: the coverage is checked again
 
 
 def max_batch(dataset_voxels: float, patch: tuple[int, ...]) -> int:
@@ -108,11 +108,12 @@ def plan_configuration(name: str, fingerprint: dict, budget: Budget) -> dict[str
     covers enough (the patch refitted at a coarser spacing may be smaller).
     """
     kind = configuration_kind(name)
-    spacing = rules.target_spacing(fingerprint)
+    data_spacing = spacing = rules.target_spacing(fingerprint)
     choice = fit_configuration(kind, spacing, fingerprint, budget)
     for _ in range(CPU_FIELD_OF_VIEW_REFITS if budget.device == "cpu" else 0):
         shape = rules.shape_at(fingerprint, spacing)
-        coarser = rules.cpu_field_of_view_spacing(spacing, shape, choice.rung.patch)
+        patch = choice.rung.patch
+        coarser = rules.cpu_field_of_view_spacing(spacing, shape, patch, data_spacing)
         if coarser is None:
             break
         spacing = coarser

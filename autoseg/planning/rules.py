@@ -57,27 +57,34 @@ def target_spacing(fingerprint: dict[str, Any]) -> list[float]:
 
 
 def cpu_field_of_view_spacing(
-    spacing_mm: list[float], shape: list[int], patch: list[int] | tuple[int, ...]
+    spacing_mm: list[float],
+    shape: list[int],
+    patch: list[int] | tuple[int, ...],
+    data_spacing_mm: list[float],
 ) -> list[float] | None:
     """A coarser spacing for a CPU 3D plan whose patch sees too little of the image, or None.
 
     Scales every axis by one factor, chosen so that the same number of patch voxels would
     cover :data:`CPU_MIN_PATCH_COVERAGE_3D` of the median image (the planner fits the patch
-    again at the new spacing). 2D patches and thick-slice data keep their spacing: a 2D
-    patch holds a whole slice, and a thick axis is not made thicker.
+    again at the new spacing), never beyond :data:`CPU_MAX_COARSENING_3D` times the data's
+    own spacing. 2D patches and thick-slice data keep their spacing: a 2D patch holds a
+    whole slice, and a thick axis is not made thicker.
 
     Args:
-        spacing_mm: the target spacing ``(z, y, x)``.
+        spacing_mm: the spacing ``(z, y, x)`` the patch was fitted at.
         shape: the median cropped image shape at that spacing.
-        patch: the patch fitted at that spacing.
+        patch: the patch fitted there.
+        data_spacing_mm: the target spacing before any coarsening (the cap's base).
     """
     if len(patch) != 3 or is_anisotropic(spacing_mm):
         return None
     coverage = float(np.prod(patch)) / float(np.prod(shape))
     if coverage >= CPU_MIN_PATCH_COVERAGE_3D:
         return None
-    factor = min((CPU_MIN_PATCH_COVERAGE_3D / coverage) ** (1 / 3), CPU_MAX_COARSENING_3D)
-    return [round(s * factor, 2) for s in spacing_mm]
+    factor = (CPU_MIN_PATCH_COVERAGE_3D / coverage) ** (1 / 3)
+    coarser = [min(round(s * factor, 2), round(d * CPU_MAX_COARSENING_3D, 2))
+               for s, d in zip(spacing_mm, data_spacing_mm, strict=True)]  # fmt: skip
+    return None if coarser == list(spacing_mm) else coarser
 
 
 def shape_at(fingerprint: dict[str, Any], spacing_mm: list[float]) -> list[int]:

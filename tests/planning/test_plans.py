@@ -164,12 +164,17 @@ def test_cpu_3d_plans_coarsen_until_the_patch_sees_enough_of_the_head() -> None:
 
 
 def test_field_of_view_rule_scales_isotropically_and_leaves_thick_slices_alone() -> None:
-    rule = rules.cpu_field_of_view_spacing
+    def rule(spacing: list[float], shape: list[int], patch: list[int]) -> list[float] | None:
+        return rules.cpu_field_of_view_spacing(spacing, shape, patch, [1.0, 1.0, 1.0])
+
     # 8 % covered: 15 / 8 = 1.875x the volume per voxel, 1.233x per axis
     assert rule([1.0, 1.0, 1.0], [100, 100, 100], [40, 50, 40]) == [1.23, 1.23, 1.23]
     assert rule([1.0, 1.0, 1.0], [100, 100, 100], [50, 60, 50]) is None  # 15 %
     assert rule([1.0, 1.0, 1.0], [1000, 1000, 1000], [8, 8, 8]) == [3.0, 3.0, 3.0]  # capped
-    assert rule([6.0, 1.0, 1.0], [30, 200, 200], [16, 32, 32]) is None  # thick slices
+    assert rule([2.9, 2.9, 2.9], [100, 100, 100], [8, 8, 8]) == [3.0, 3.0, 3.0]  # in all
+    assert rule([3.0, 3.0, 3.0], [100, 100, 100], [8, 8, 8]) is None  # nothing left to give
+    thick = [6.0, 1.0, 1.0]  # thick slices: left alone
+    assert rules.cpu_field_of_view_spacing(thick, [30, 200, 200], [16, 32, 32], thick) is None
     assert rule([1.0, 1.0, 1.0], [100, 100, 100], [40, 40]) is None  # 2D: whole slices
 
 
