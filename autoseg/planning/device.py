@@ -24,6 +24,16 @@ DEFAULT_GPU_MEMORY_GB = 8.0
 # well under half that: 25 GFLOP per iteration (backward included) measured ~0.6-1 s.
 CPU_GFLOPS_PER_ITERATION = 25.0
 CPU_ASSUMED_GFLOPS_PER_SECOND = 78.0
+# A CPU's compute cap holds a 3D patch near 100 k voxels at any spacing, so at 1 mm it sees
+# 4 x 6 x 5 cm of a head (3 % of it). On 1 mm ATLAS-like heads (40 training, 10 test; one
+# core each, 20 minutes) the 1 mm 3d_hybrid reached test Dice 0.35, lesion F1 0.08 and
+# 38 more lesions a head than the reference, predicting 4.5 minutes a case; at 1.76 mm, as
+# the planner now plans it, twice: Dice 0.49 / 0.51, F1 0.45 / 0.43, 3-4 more, 35-39 s
+# (2 mm by hand: 0.50, 0.35). So a CPU plan coarsens 3D spacing
+# (rules.cpu_field_of_view_spacing) until the patch covers about this share of the median
+# image (2 mm heads, 17 %, keep 2 mm). Small lesions pay: 3-5 of the 10 small test lesions
+# found against 7 by the 1 mm model among its false ones.
+CPU_MIN_PATCH_COVERAGE_3D = 0.15
 
 
 @dataclass(frozen=True)
@@ -51,8 +61,6 @@ class Budget:
         """The CPU rule as recorded in the plans (None for accelerator plans)."""
         if self.gflops_per_iteration is None:
             return None
-        from autoseg.planning.rules import CPU_MIN_PATCH_COVERAGE_3D  # (rules imports this)
-
         rule = (
             "no accelerator: patch, batch and network capped by the compute of one "
             "training iteration (forward + backward), about one second on a 2-core CPU; "

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from autoseg.planning import configurations
+from autoseg.planning.device import CPU_MIN_PATCH_COVERAGE_3D
 from autoseg.planning.topology import ANISOTROPY_RATIO, is_anisotropic
 from autoseg.plans import Augmentation, InferenceWindow, TrainingSchedule
 
@@ -23,15 +24,6 @@ CPU_TRAINING = {"epochs": 30, "iterations_per_epoch": 50, "validation_iterations
                 "optimizer": "adamw", "lr": 3e-3, "weight_decay": 1e-4,
                 "per_lesion_sampling": 0.5, "loss": "dice_ce_lesion"}  # fmt: skip
 CT_WINDOW_MARGIN = 1.0  # CT clip window: lesion range widened by this many widths per side
-# A CPU's compute cap holds a 3D patch near 100 k voxels at any spacing, so at 1 mm it sees
-# 4 x 6 x 5 cm of a head (3 % of it). On 1 mm ATLAS-like heads (40 training, 10 test; one
-# core each, 20 minutes) the 1 mm 3d_hybrid reached test Dice 0.35, lesion F1 0.08 and
-# 38 more lesions a head than the reference, predicting 4.5 minutes a case; at 1.76 mm,
-# as this rule plans it, twice: Dice 0.49 / 0.51, F1 0.45 / 0.43, 3-4 more, 35-39 s (2 mm by
-# hand: 0.50, 0.35). So a CPU plan coarsens 3D spacing until the patch covers about this
-# share of the median image (2 mm heads, 17 %, keep 2 mm). Small lesions pay: 3-5 of the
-# 10 small test lesions found against 7 by the 1 mm model among its false ones.
-CPU_MIN_PATCH_COVERAGE_3D = 0.15
 CPU_MAX_COARSENING_3D = 3.0  # never more than 3x the data's own spacing
 
 
