@@ -17,7 +17,13 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from autoseg.synthetic.fields import CoarseField, Grid, coarse_field, sample_field
+from autoseg.synthetic.fields import (
+    CoarseField,
+    Grid,
+    coarse_field,
+    grid_covering,
+    sample_field,
+)
 from autoseg.synthetic.lesions import (
     ACUTE_VOLUMES,
     LesionMaps,
@@ -209,14 +215,20 @@ def _head_shells(depth: np.ndarray, thickness_noise: np.ndarray) -> np.ndarray:
     return labels
 
 
+def brain_half_extent_mm(plan: AnatomyPlan) -> tuple[float, float, float]:
+    """Half the size (x, y, z) of the box the brain always fits in (its surface noise is
+    clipped at 3 sigma): the same at every grid spacing."""
+    growth = 1.0 + SHAPE_CLIP * plan.shape_amplitude
+    ax, ay, az = plan.semi_axes_mm
+    return (ax * growth * 1.1, ay * growth, az * growth)
+
+
 def head_box(
     grid: Grid, center_mm: tuple[float, float, float], plan: AnatomyPlan, with_skull: bool
 ) -> tuple[slice, slice, slice]:
-    """The voxels that can hold head tissue (the surface noise is clipped at 3 sigma)."""
-    growth = 1.0 + SHAPE_CLIP * plan.shape_amplitude
+    """The voxels that can hold head tissue."""
     margin = (1.5 + 6.0 * (1.0 + 0.15 * SHAPE_CLIP) + 4.0 if with_skull else 0.0) + 2.0
-    ax, ay, az = plan.semi_axes_mm
-    half = (ax * growth * 1.1 + margin, ay * growth + margin, az * growth + margin)
+    half = tuple(h + margin for h in brain_half_extent_mm(plan))
     return grid.box_around(center_mm, half)
 
 
@@ -239,10 +251,69 @@ def build_anatomy(
     """
     box = head_box(grid, center_mm, plan, with_skull)
     sub = grid.crop(box)
+    fields = (coarse_field(rngs["shape"], 12.0, 20.0),
+              coarse_field(rngs["folds"], 2.5, 3.5, half_width_mm=108.0))  # fmt: skip
+    tissue = _tissue(sub, center_mm, plan, fields, with_skull)
+    maps = LesionMaps.empty(sub.shape)
+    if plan.lesion is not None:
+        placement = placement_grid(center_mm, plan)
+        placed = _tissue(placement, center_mm, plan, fields, with_skull=False)
+        maps = place_lesions(
+            plan.lesion, (sub, tissue.surroundings()), (placement, placed.surroundings()),
+            rngs["lesions"],
+        )  # fmt: skip
+    labels = tissue.labels.copy()
+    labels[maps.mask] = LESION
+    return Anatomy(grid, box, labels, tissue.brain, maps.mask, tissue.labels, maps)
+
+
+PLACEMENT_SPACING_MM = 2.0
+
+
+def placement_grid(center_mm: tuple[float, float, float], plan: AnatomyPlan) -> Grid:
+    """The grid lesion centres are chosen on, whatever the case is rendered at: so a case's
+    lesions lie in the same place at 1 mm, 2 mm or in 6 mm slices."""
+    extent = tuple(2.0 * h for h in brain_half_extent_mm(plan))
+    spacing = (PLACEMENT_SPACING_MM,) * 3
+    return grid_covering(center_mm, extent, spacing)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class _Tissue:
+    """One grid's tissue labels before lesions, and what lesion placement needs of them."""
+
+    grid: Grid
+    labels: np.ndarray
+    brain: np.ndarray
+    depth_mm: np.ndarray
+    ventricles: np.ndarray
+    x_mm: np.ndarray
+
+    def surroundings(self) -> Surroundings:
+        """Depth, distance to the ventricles and the voxels a lesion may take: brain
+        tissue, not CSF (a lesion is damaged tissue; one grown over sulcal CSF looked like
+        CSF)."""
+        if self.ventricles.any():
+            ventricle_mm = ndimage.distance_transform_edt(
+                ~self.ventricles, sampling=self.grid.spacing_mm
+            )
+        else:
+            ventricle_mm = np.full(self.brain.shape, np.inf)
+        allowed = self.brain & (self.labels != CSF)
+        return Surroundings(self.depth_mm, ventricle_mm.astype(np.float32), self.x_mm, allowed)
+
+
+def _tissue(
+    sub: Grid,
+    center_mm: tuple[float, float, float],
+    plan: AnatomyPlan,
+    fields: tuple[CoarseField, CoarseField],
+    with_skull: bool,
+) -> _Tissue:
+    """Tissue labels of ``sub`` from the case's shape and fold fields."""
+    shape_field, fold_field = fields
     coords = head_coordinates(sub, center_mm)
     axes_mm = [c.ravel() for c in coords]
-    shape_field = coarse_field(rngs["shape"], 12.0, 20.0)
-    fold_field = coarse_field(rngs["folds"], 2.5, 3.5, half_width_mm=108.0)  # brain only
     depth = _depth_mm(plan, coords, _mostly_symmetric(shape_field, axes_mm))
     brain = depth > 0
     grey, csf = _cortex(plan, depth, sample_field(fold_field, *axes_mm), coords[2])
@@ -255,23 +326,4 @@ def build_anatomy(
     labels[_deep_grey(coords) & brain] = DEEP_GM
     labels[grey & brain] = GM
     labels[(csf & brain) | ventricles] = CSF
-    maps = LesionMaps.empty(sub.shape)
-    if plan.lesion is not None:
-        around = _surroundings(sub, brain & (labels != CSF), depth, ventricles, coords[2])
-        maps = place_lesions(sub, plan.lesion, around, rngs["lesions"])
-    base = labels.copy()
-    labels[maps.mask] = LESION
-    return Anatomy(grid, box, labels, brain, maps.mask, base, maps)
-
-
-def _surroundings(
-    grid: Grid, brain: np.ndarray, depth: np.ndarray, ventricles: np.ndarray, x: np.ndarray
-) -> Surroundings:
-    """Depth, distance to the ventricles and the voxels a lesion may take: brain tissue,
-    not CSF (a lesion is damaged tissue; one grown over sulcal CSF looked like CSF)."""
-    if ventricles.any():
-        ventricle_mm = ndimage.distance_transform_edt(~ventricles, sampling=grid.spacing_mm)
-    else:
-        ventricle_mm = np.full(brain.shape, np.inf)
-    allowed = brain & ~ventricles
-    return Surroundings(brain, depth, ventricle_mm.astype(np.float32), x, allowed)
+    return _Tissue(sub, labels, brain, depth, ventricles, coords[2])

@@ -35,6 +35,14 @@ class Grid:
         origin = self.origin_mm[2 - axis]
         return origin + self.spacing_mm[axis] * np.arange(self.shape[axis], dtype=np.float64)
 
+    def world_zyx(self, voxel_zyx: np.ndarray) -> np.ndarray:
+        """RAS mm ``(z, y, x)`` of continuous voxel coordinates ``(z, y, x)``."""
+        return np.asarray(self.origin_mm[::-1]) + np.asarray(voxel_zyx) * self.spacing_mm
+
+    def voxel_zyx(self, world_zyx: np.ndarray) -> np.ndarray:
+        """Continuous voxel coordinates ``(z, y, x)`` of RAS mm ``(z, y, x)``."""
+        return (np.asarray(world_zyx) - np.asarray(self.origin_mm[::-1])) / self.spacing_mm
+
     def affine(self) -> np.ndarray:
         """The NIfTI voxel ``(i, j, k)`` -> RAS affine (diagonal, no rotation)."""
         matrix = np.diag([*self.spacing_mm[::-1], 1.0])

@@ -19,7 +19,7 @@ import cc3d
 import numpy as np
 from scipy import ndimage, special
 
-from autoseg.synthetic.fields import Grid
+from autoseg.synthetic.fields import CoarseField, Grid, coarse_field, sample_field
 
 MIDLINE_MARGIN_MM = 2.0  # a lesion keeps this far from the midline plane (its hemisphere)
 PLACES = ("cortical", "periventricular", "deep", "white_matter")
@@ -141,21 +141,23 @@ def _spec(volume_ml: float, place: str, side: int, draws: np.ndarray) -> LesionS
 
 @dataclass(frozen=True)
 class Surroundings:
-    """What lesion placement needs to know of the brain, all box-sized ``(z, y, x)``.
+    """What lesion placement needs to know of the brain on one grid, ``(z, y, x)``.
 
     Attributes:
-        brain: inside the brain surface.
         depth_mm: depth below the brain surface.
         ventricle_mm: distance to the nearest ventricle voxel.
         head_x_mm: RAS x relative to the midline plane, broadcastable.
-        allowed: voxels a lesion may take (brain, not ventricle).
+        allowed: voxels a lesion may take (brain tissue, not CSF).
     """
 
-    brain: np.ndarray
     depth_mm: np.ndarray
     ventricle_mm: np.ndarray
     head_x_mm: np.ndarray
     allowed: np.ndarray
+
+    def free_for(self, side: int, taken: np.ndarray) -> np.ndarray:
+        """Voxels a lesion on hemisphere ``side`` may take, keeping off ``taken`` ones."""
+        return self.allowed & (self.head_x_mm * side > MIDLINE_MARGIN_MM) & ~taken
 
 
 @dataclass
@@ -172,23 +174,40 @@ class LesionMaps:
         return cls(np.zeros(shape, bool), np.zeros(shape, np.float32), np.zeros(shape, np.float32))
 
 
+GridAndSurroundings = tuple[Grid, Surroundings]
+
+
 def place_lesions(
-    grid: Grid, plan: LesionPlan, around: Surroundings, rng: np.random.Generator
+    plan: LesionPlan,
+    target: GridAndSurroundings,
+    placement: GridAndSurroundings,
+    rng: np.random.Generator,
 ) -> LesionMaps:
     """Grow every planned lesion to its voxel count at its kind of place; paint its grading.
 
-    Lesions do not overlap; one that finds no room (a tiny grid) is left out.
+    Centres are chosen on the ``placement`` grid (one fixed spacing), and shapes are drawn
+    in millimetres, so a case's lesions lie in the same place with the same shape whatever
+    ``target`` grid it is rendered at, as its anatomy does. Each lesion is grown on both
+    grids: on ``placement`` only to keep the next centres off it. Lesions do not overlap;
+    one that finds no room (a tiny grid) is left out.
     """
+    grid, around = target
+    place_grid, place_around = placement
     maps = LesionMaps.empty(grid.shape)
+    taken = np.zeros(place_grid.shape, bool)
     for spec in plan.lesions:
-        voxels = max(1, round(spec.volume_ml * 1000.0 / grid.voxel_volume_mm3))
-        radius_mm = float(np.cbrt(3.0 * voxels * grid.voxel_volume_mm3 / (4.0 * np.pi)))
-        side_ok = around.allowed & (around.head_x_mm * spec.side > MIDLINE_MARGIN_MM)
-        free = side_ok & ~maps.mask
-        center = pick_center(free, around, spec.place, radius_mm, rng)
+        radius_mm = float(np.cbrt(3.0 * spec.volume_ml * 1000.0 / (4.0 * np.pi)))
+        free = place_around.free_for(spec.side, taken)
+        center = pick_center(free, place_around, spec.place, radius_mm, rng)
         if center is None:
             continue
-        region = grow_lesion(grid, center, radius_mm, voxels, free, rng)
+        center_mm = place_grid.world_zyx(np.add(center, rng.uniform(-0.5, 0.5, 3)))
+        blob = Blob.draw(radius_mm, rng)
+        box, mask = grow_lesion(place_grid, center_mm, spec.volume_ml, blob, free)
+        taken[box] |= mask
+        region = grow_lesion(
+            grid, center_mm, spec.volume_ml, blob, around.free_for(spec.side, maps.mask)
+        )
         paint_grading(grid, region, spec, maps)
     return maps
 
@@ -229,33 +248,40 @@ def _random_rotation(rng: np.random.Generator) -> np.ndarray:
     return q * np.sign(np.diag(r))
 
 
-def _blob_score(
-    offsets_mm: np.ndarray, radius_mm: float, spacing: np.ndarray, rng: np.random.Generator
-) -> np.ndarray:
-    """Closeness to a randomly oriented ellipsoid plus smoothed noise, ``(z, y, x)``.
-
-    Taking the best voxels of it gives an irregular blob with lobes and satellite
-    fragments; larger lesions are more elongated, as territorial infarcts are.
+@dataclass(frozen=True)
+class Blob:
+    """A lesion's shape in mm, independent of any grid: a randomly oriented ellipsoid plus
+    smooth noise. Taking the best voxels of its score gives an irregular blob with lobes
+    and satellite fragments; larger lesions are more elongated, as territorial infarcts are.
     """
-    elongation = 0.3 + 0.1 * min(radius_mm / 15.0, 1.0)
-    axes = np.exp(rng.normal(0.0, elongation, 3))
-    axes /= np.cbrt(np.prod(axes))
-    local = offsets_mm @ _random_rotation(rng) / (radius_mm * axes)
-    noise = rng.standard_normal(offsets_mm.shape[:3])
-    noise = ndimage.gaussian_filter(noise, 0.35 * radius_mm / spacing, mode="nearest")
-    noise /= max(float(noise.std()), 1e-12)
-    return -np.sqrt((local**2).sum(-1)) + 0.35 * noise
+
+    radius_mm: float
+    rotation: np.ndarray  # (3, 3) applied to (z, y, x) offsets
+    axes: np.ndarray  # (3,) relative semi-axes, product 1
+    noise: CoarseField  # centred on the lesion
+
+    @classmethod
+    def draw(cls, radius_mm: float, rng: np.random.Generator) -> Blob:
+        elongation = 0.3 + 0.1 * min(radius_mm / 15.0, 1.0)
+        axes = np.exp(rng.normal(0.0, elongation, 3))
+        axes /= np.cbrt(np.prod(axes))
+        rotation = _random_rotation(rng)
+        sigma_mm = 0.35 * radius_mm
+        noise = coarse_field(rng, sigma_mm / 2.0, sigma_mm, half_width_mm=2.5 * radius_mm + 4.0)
+        return cls(radius_mm, rotation, axes, noise)
+
+    def score(self, ranges_mm: list[np.ndarray]) -> np.ndarray:
+        """The score at the voxel offsets ``ranges_mm`` (per axis, mm from the centre)."""
+        offsets = np.stack(np.meshgrid(*ranges_mm, indexing="ij"), axis=-1)
+        local = offsets @ self.rotation / (self.radius_mm * self.axes)
+        return -np.sqrt((local**2).sum(-1)) + 0.35 * sample_field(self.noise, *ranges_mm)
 
 
 def grow_lesion(
-    grid: Grid,
-    center: tuple[int, int, int],
-    radius_mm: float,
-    voxels: int,
-    allowed: np.ndarray,
-    rng: np.random.Generator,
+    grid: Grid, center_mm: np.ndarray, volume_ml: float, blob: Blob, allowed: np.ndarray
 ) -> tuple[tuple[slice, ...], np.ndarray]:
-    """The ``voxels`` best-scoring allowed voxels of a blob around ``center``.
+    """The best-scoring allowed voxels of ``blob`` centred at RAS ``center_mm`` (z, y, x),
+    as many as ``volume_ml`` fills on ``grid``.
 
     Taking the top voxels (rather than a fixed threshold) hits the planned size exactly.
 
@@ -263,14 +289,18 @@ def grow_lesion(
         ``(box, mask)``: the box slices of ``grid`` and the lesion mask inside it.
     """
     spacing = np.asarray(grid.spacing_mm)
-    half = np.maximum(np.ceil(2.5 * radius_mm / spacing).astype(int), 2)
-    low = np.maximum(np.asarray(center) - half, 0)
-    high = np.minimum(np.asarray(center) + half + 1, grid.shape)
+    center = grid.voxel_zyx(center_mm)
+    half = np.maximum(np.ceil(2.5 * blob.radius_mm / spacing).astype(int), 2)
+    nearest = np.rint(center).astype(int)
+    low = np.clip(nearest - half, 0, grid.shape)
+    high = np.clip(nearest + half + 1, low, grid.shape)
     box = tuple(slice(int(a), int(b)) for a, b in zip(low, high, strict=True))
     ranges = [(np.arange(box[i].start, box[i].stop) - center[i]) * spacing[i] for i in range(3)]
-    offsets = np.stack(np.meshgrid(*ranges, indexing="ij"), axis=-1)  # (z, y, x, 3) mm
-    score = _blob_score(offsets, radius_mm, spacing, rng)
+    if min(len(r) for r in ranges) == 0:  # the centre lies off this grid (a CT slab)
+        return box, np.zeros([len(r) for r in ranges], bool)
+    score = blob.score(ranges)
     score[~allowed[box]] = -np.inf
+    voxels = max(1, round(volume_ml * 1000.0 / grid.voxel_volume_mm3))
     take = min(voxels, int(np.isfinite(score).sum()))
     region = np.zeros(score.size, dtype=bool)
     if take > 0:

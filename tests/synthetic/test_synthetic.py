@@ -118,6 +118,17 @@ def test_anatomy_does_not_depend_on_resolution() -> None:
     assert fraction_small == pytest.approx(fraction_tiny, rel=0.1, abs=2e-4)
 
 
+@pytest.mark.parametrize("index", _lesion_indices("atlas", 11, 3))
+def test_lesions_lie_in_the_same_place_at_every_resolution(index: int) -> None:
+    """The 4 mm voxel centres are every other 2 mm one: the same case's lesion masks must
+    overlap there, not just have the same volume (centres used to be drawn per voxel, so
+    a case rendered at 1 mm had its lesions elsewhere than at 2 mm)."""
+    small = atlas_case(11, index, SynthOptions(size="small")).mask[::2, ::2, ::2] > 0
+    tiny = atlas_case(11, index, TINY).mask > 0
+    assert tiny.sum() > 0
+    assert 2 * (small & tiny).sum() / (small.sum() + tiny.sum()) > 0.85
+
+
 def _lesion_world_x(case) -> np.ndarray:
     _, _, x = np.nonzero(case.mask)
     return case.grid.origin_mm[0] + case.grid.spacing_mm[2] * x
