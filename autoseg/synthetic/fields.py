@@ -3,7 +3,9 @@
 Every random field is drawn on a coarse grid fixed in head coordinates (mm from the head
 centre), smoothed there, and resampled to the target voxels with a separable cubic kernel.
 That keeps one 1 mm volume fast (a few gathers per voxel instead of a 3D filter) and makes a
-case's anatomy the same at every resolution: only the voxel noise depends on the spacing.
+case's anatomy the same at every resolution. Lesions are too (their centres are chosen on a
+fixed grid, their shapes drawn in mm; :mod:`autoseg.synthetic.lesions`): only the voxel noise
+depends on the spacing.
 """
 
 from __future__ import annotations

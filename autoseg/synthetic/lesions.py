@@ -1,9 +1,10 @@
 """Stroke lesions for the synthetic head: how many, how large, where, and how they look.
 
 A case has one main lesion and up to three small satellites. Sizes are drawn in
-millilitres, so a lesion is as large at every grid spacing and the distribution can follow
-the real data: ATLAS v2.0's chronic masks have a median of about 5 ml and a long tail (the
-largest are hundreds of ml); acute DWI/CT lesions are similar with more emboli showers.
+millilitres, centres on a fixed 2 mm grid and shapes in mm, so a lesion has the same size,
+place and shape at every grid spacing, and the size distribution can follow the real data:
+ATLAS v2.0's chronic masks have a median of about 5 ml and a long tail (the largest are
+hundreds of ml); acute DWI/CT lesions are similar with more emboli showers.
 The main lesion's place follows its size, as vascular territories do: large infarcts are
 cortical-subcortical wedges that reach the brain surface, mid-sized ones may sit against
 a ventricle, the smallest are deep lacunes. Inside, a lesion is graded: its ``strength``
