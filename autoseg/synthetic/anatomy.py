@@ -251,17 +251,18 @@ def build_anatomy(
     """
     box = head_box(grid, center_mm, plan, with_skull)
     sub = grid.crop(box)
-    fields = (coarse_field(rngs["shape"], 12.0, 20.0),
-              coarse_field(rngs["folds"], 2.5, 3.5, half_width_mm=108.0))  # fmt: skip
+    shape_field = coarse_field(rngs["shape"], 12.0, 20.0)
+    fold_field = coarse_field(rngs["folds"], 2.5, 3.5, half_width_mm=108.0)  # brain only
+    fields = (shape_field, fold_field)
     tissue = _tissue(sub, center_mm, plan, fields, with_skull)
     maps = LesionMaps.empty(sub.shape)
     if plan.lesion is not None:
         placement = placement_grid(center_mm, plan)
         placed = _tissue(placement, center_mm, plan, fields, with_skull=False)
+        target = (sub, tissue.surroundings())
         maps = place_lesions(
-            plan.lesion, (sub, tissue.surroundings()), (placement, placed.surroundings()),
-            rngs["lesions"],
-        )  # fmt: skip
+            plan.lesion, target, (placement, placed.surroundings()), rngs["lesions"]
+        )
     labels = tissue.labels.copy()
     labels[maps.mask] = LESION
     return Anatomy(grid, box, labels, tissue.brain, maps.mask, tissue.labels, maps)
@@ -273,9 +274,9 @@ PLACEMENT_SPACING_MM = 2.0
 def placement_grid(center_mm: tuple[float, float, float], plan: AnatomyPlan) -> Grid:
     """The grid lesion centres are chosen on, whatever the case is rendered at: so a case's
     lesions lie in the same place at 1 mm, 2 mm or in 6 mm slices."""
-    extent = tuple(2.0 * h for h in brain_half_extent_mm(plan))
-    spacing = (PLACEMENT_SPACING_MM,) * 3
-    return grid_covering(center_mm, extent, spacing)  # type: ignore[arg-type]
+    half_x, half_y, half_z = brain_half_extent_mm(plan)
+    spacing = PLACEMENT_SPACING_MM
+    return grid_covering(center_mm, (2 * half_x, 2 * half_y, 2 * half_z), (spacing,) * 3)
 
 
 @dataclass(frozen=True)
