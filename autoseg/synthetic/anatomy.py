@@ -29,6 +29,7 @@ from autoseg.synthetic.lesions import (
     LesionMaps,
     LesionPlan,
     LesionVolumes,
+    Room,
     Surroundings,
     draw_lesion_plan,
     place_lesions,
@@ -259,7 +260,7 @@ def build_anatomy(
     if plan.lesion is not None:
         placement = placement_grid(center_mm, plan)
         placed = _tissue(placement, center_mm, plan, fields, with_skull=False)
-        target = (sub, tissue.surroundings())
+        target = (sub, tissue.room())
         maps = place_lesions(
             plan.lesion, target, (placement, placed.surroundings()), rngs["lesions"]
         )
@@ -290,18 +291,21 @@ class _Tissue:
     ventricles: np.ndarray
     x_mm: np.ndarray
 
+    def room(self) -> Room:
+        """The voxels a lesion may take: brain tissue, not CSF (a lesion is damaged tissue;
+        one grown over sulcal CSF looked like CSF)."""
+        return Room(self.brain & (self.labels != CSF), self.x_mm)
+
     def surroundings(self) -> Surroundings:
-        """Depth, distance to the ventricles and the voxels a lesion may take: brain
-        tissue, not CSF (a lesion is damaged tissue; one grown over sulcal CSF looked like
-        CSF)."""
+        """The room, depth and distance to the ventricles (a distance transform, so only
+        on the grid centres are chosen on)."""
         if self.ventricles.any():
             ventricle_mm = ndimage.distance_transform_edt(
                 ~self.ventricles, sampling=self.grid.spacing_mm
             )
         else:
             ventricle_mm = np.full(self.brain.shape, np.inf)
-        allowed = self.brain & (self.labels != CSF)
-        return Surroundings(self.depth_mm, ventricle_mm.astype(np.float32), self.x_mm, allowed)
+        return Surroundings(self.room(), self.depth_mm, ventricle_mm.astype(np.float32))
 
 
 def _tissue(

@@ -121,6 +121,11 @@ def draw_lesion_plan(rng: np.random.Generator, volumes: LesionVolumes) -> Lesion
     return LesionPlan(tuple(specs))
 
 
+def sphere_radius_mm(volume_ml: float) -> float:
+    """The radius of a sphere of ``volume_ml``: a lesion's size on the scale of its shape."""
+    return float(np.cbrt(3.0 * volume_ml * 1000.0 / (4.0 * np.pi)))
+
+
 def _spec(volume_ml: float, place: str, side: int, draws: np.ndarray) -> LesionSpec:
     """A lesion's look from its uniform draws: severity, rim width and rim floor.
 
@@ -129,7 +134,7 @@ def _spec(volume_ml: float, place: str, side: int, draws: np.ndarray) -> LesionS
     1-5 mm rim left most lesions under 1.5 ml at a contrast below the noise). Severity
     starts at 0.2: the mildest core still sits well below grey matter.
     """
-    radius_mm = float(np.cbrt(3.0 * volume_ml * 1000.0 / (4.0 * np.pi)))
+    radius_mm = sphere_radius_mm(volume_ml)
     return LesionSpec(
         volume_ml=float(volume_ml),
         place=place,
@@ -141,24 +146,35 @@ def _spec(volume_ml: float, place: str, side: int, draws: np.ndarray) -> LesionS
 
 
 @dataclass(frozen=True)
-class Surroundings:
-    """What lesion placement needs to know of the brain on one grid, ``(z, y, x)``.
+class Room:
+    """The voxels a lesion may take on one grid, ``(z, y, x)``.
 
     Attributes:
-        depth_mm: depth below the brain surface.
-        ventricle_mm: distance to the nearest ventricle voxel.
+        allowed: brain tissue, not CSF.
         head_x_mm: RAS x relative to the midline plane, broadcastable.
-        allowed: voxels a lesion may take (brain tissue, not CSF).
     """
 
-    depth_mm: np.ndarray
-    ventricle_mm: np.ndarray
-    head_x_mm: np.ndarray
     allowed: np.ndarray
+    head_x_mm: np.ndarray
 
     def free_for(self, side: int, taken: np.ndarray) -> np.ndarray:
         """Voxels a lesion on hemisphere ``side`` may take, keeping off ``taken`` ones."""
         return self.allowed & (self.head_x_mm * side > MIDLINE_MARGIN_MM) & ~taken
+
+
+@dataclass(frozen=True)
+class Surroundings:
+    """What choosing a lesion centre needs to know of the brain on one grid, ``(z, y, x)``.
+
+    Attributes:
+        room: the voxels a lesion may take.
+        depth_mm: depth below the brain surface.
+        ventricle_mm: distance to the nearest ventricle voxel.
+    """
+
+    room: Room
+    depth_mm: np.ndarray
+    ventricle_mm: np.ndarray
 
 
 @dataclass
@@ -175,13 +191,10 @@ class LesionMaps:
         return cls(np.zeros(shape, bool), np.zeros(shape, np.float32), np.zeros(shape, np.float32))
 
 
-GridAndSurroundings = tuple[Grid, Surroundings]
-
-
 def place_lesions(
     plan: LesionPlan,
-    target: GridAndSurroundings,
-    placement: GridAndSurroundings,
+    target: tuple[Grid, Room],
+    placement: tuple[Grid, Surroundings],
     rng: np.random.Generator,
 ) -> LesionMaps:
     """Grow every planned lesion to its voxel count at its kind of place; paint its grading.
@@ -192,14 +205,14 @@ def place_lesions(
     grids: on ``placement`` only to keep the next centres off it. Lesions do not overlap;
     one that finds no room (a tiny grid) is left out.
     """
-    grid, around = target
-    place_grid, place_around = placement
+    grid, room = target
+    place_grid, around = placement
     maps = LesionMaps.empty(grid.shape)
     taken = np.zeros(place_grid.shape, bool)
     for spec in plan.lesions:
-        radius_mm = float(np.cbrt(3.0 * spec.volume_ml * 1000.0 / (4.0 * np.pi)))
-        free = place_around.free_for(spec.side, taken)
-        center = pick_center(free, place_around, spec.place, radius_mm, rng)
+        radius_mm = sphere_radius_mm(spec.volume_ml)
+        free = around.room.free_for(spec.side, taken)
+        center = pick_center(free, around, spec.place, radius_mm, rng)
         if center is None:
             continue
         center_mm = place_grid.world_zyx(np.add(center, rng.uniform(-0.5, 0.5, 3)))
@@ -207,7 +220,7 @@ def place_lesions(
         box, mask = grow_lesion(place_grid, center_mm, spec.volume_ml, blob, free)
         taken[box] |= mask
         region = grow_lesion(
-            grid, center_mm, spec.volume_ml, blob, around.free_for(spec.side, maps.mask)
+            grid, center_mm, spec.volume_ml, blob, room.free_for(spec.side, maps.mask)
         )
         paint_grading(grid, region, spec, maps)
     return maps
