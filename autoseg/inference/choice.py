@@ -96,6 +96,13 @@ def recommended_configuration(results_dir: Path, checkpoint: str) -> str:
     )
 
 
+def planned_postprocessing(results_dir: Path, configuration: str) -> dict[str, Any]:
+    """The plans' default postprocessing (a size rule from the training labels), or {}
+    for plans made before there was one or a configuration with no folder."""
+    path = ConfigLayout(Path(results_dir) / configuration).plans
+    return dict(load_plans(path).postprocessing or {}) if path.is_file() else {}
+
+
 def resolve_choice(
     results_dir: Path,
     configurations: Sequence[str] | None,
@@ -104,7 +111,8 @@ def resolve_choice(
 ) -> tuple[list[str], list[int | str] | None, dict[str, Any], str]:
     """Configurations, folds, postprocessing and checkpoint to predict with.
 
-    inference.json's postprocessing applies only to the ensemble it was chosen for.
+    The postprocessing is the plans' default with inference.json's choice on top; the
+    choice applies only to the ensemble it was chosen for.
     """
     choice = read_inference_choice(results_dir) or {}
     chosen = list(choice.get("configurations", []))
@@ -117,6 +125,7 @@ def resolve_choice(
         folds is None
         or [fold_id(f) for f in folds] == [fold_id(f) for f in choice.get("folds") or []]
     )
-    post = dict(choice.get("postprocessing") or {}) if same else {}
+    chosen_post = dict(choice.get("postprocessing") or {}) if same else {}
+    post = {**planned_postprocessing(results_dir, configurations[0]), **chosen_post}
     checkpoint = checkpoint or (choice.get("checkpoint") if same else None) or "final"
     return list(configurations), None if folds is None else list(folds), post, checkpoint

@@ -132,7 +132,8 @@ def _write(
         original = revert_probabilities(probabilities, properties)
         write_case(outputs, original, properties.meta, post, settings.probability_dtype)
     else:
-        labels = postprocess(revert_prediction(probabilities, properties), post)
+        labels = revert_prediction(probabilities, properties)
+        labels = postprocess(labels, post, spacing_mm=properties.meta.spacing_mm)
         write_label(outputs.labels, labels, properties.meta)
 
 

@@ -129,4 +129,5 @@ def write_case(
     if outputs.sidecar is not None:
         write_sidecar(outputs.sidecar, outputs.case_id, meta, probabilities.shape[0])
     labels = np.argmax(probabilities, axis=0).astype(np.uint8)
-    write_label(outputs.labels, postprocess(labels, postprocessing, probabilities), meta)
+    labels = postprocess(labels, postprocessing, probabilities, meta.spacing_mm)
+    write_label(outputs.labels, labels, meta)

@@ -13,19 +13,24 @@ A spec is a small dict stored beside the model (``{}`` does nothing):
   whose peak stayed under 0.9 kept it at 0.32 and cut false-positive components 127 -> 42.
 - ``{"min_component_voxels": n}``: remove connected components (26-connectivity, per
   label value, as the stroke challenges count lesions) of fewer than ``n`` voxels.
+- ``{"min_lesion_ml": v}``: remove components smaller than ``v`` millilitres at the
+  output's own voxel size. Planning sets it from the training labels (see
+  :func:`default_postprocessing`), so it holds for inputs at any spacing.
 
-Any may be given; they apply in this order.
+Any may be given; they apply in this order (the two size rules as one, the larger wins).
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from typing import Any
 
 import cc3d
 import numpy as np
 from scipy import ndimage
 
-POSTPROCESSING_KEYS = ("threshold", "min_component_peak", "min_component_voxels")
+POSTPROCESSING_KEYS = ("threshold", "min_component_peak", "min_component_voxels", "min_lesion_ml")
 # The keys that work on the probabilities, each a value in (0, 1].
 PROBABILITY_KEYS = ("threshold", "min_component_peak")
 
@@ -84,6 +89,8 @@ def check_postprocessing(spec: dict[str, Any]) -> None:
             raise ValueError(f"postprocessing {key} must lie in (0, 1], got {spec[key]}")
     if int(spec.get("min_component_voxels", 0)) < 0:
         raise ValueError("postprocessing min_component_voxels must be >= 0")
+    if float(spec.get("min_lesion_ml", 0.0)) < 0:
+        raise ValueError("postprocessing min_lesion_ml must be >= 0")
 
 
 def needs_probabilities(spec: dict[str, Any]) -> bool:
@@ -91,8 +98,27 @@ def needs_probabilities(spec: dict[str, Any]) -> bool:
     return any(key in spec for key in PROBABILITY_KEYS)
 
 
+def min_component_voxels(spec: dict[str, Any], spacing_mm: Sequence[float] | None) -> int:
+    """The fewest voxels a component must hold under both size rules of a spec.
+
+    ``min_lesion_ml`` is turned into voxels at ``spacing_mm`` (the labels' own voxel size):
+    a component is kept when its volume reaches the limit.
+    """
+    voxels = int(spec.get("min_component_voxels", 0))
+    min_ml = float(spec.get("min_lesion_ml", 0.0))
+    if min_ml <= 0:
+        return voxels
+    if spacing_mm is None:
+        raise ValueError("postprocessing min_lesion_ml needs the labels' voxel size")
+    voxel_ml = float(np.prod(spacing_mm)) / 1000.0
+    return max(voxels, math.ceil(min_ml / voxel_ml - 1e-6))
+
+
 def postprocess(
-    labels: np.ndarray, spec: dict[str, Any], probabilities: np.ndarray | None = None
+    labels: np.ndarray,
+    spec: dict[str, Any],
+    probabilities: np.ndarray | None = None,
+    spacing_mm: Sequence[float] | None = None,
 ) -> np.ndarray:
     """Apply a postprocessing spec (module docstring) to uint8 labels ``(Z, Y, X)``.
 
@@ -100,6 +126,7 @@ def postprocess(
         labels: argmax labels.
         spec: the postprocessing dict; ``{}`` returns ``labels`` unchanged.
         probabilities: ``(K, Z, Y, X)``, needed for ``threshold`` and ``min_component_peak``.
+        spacing_mm: the labels' voxel size ``(z, y, x)``, needed for ``min_lesion_ml``.
 
     Returns:
         uint8 labels of the same shape.
@@ -114,4 +141,4 @@ def postprocess(
         labels = remove_unconfident_components(
             labels, probabilities, float(spec["min_component_peak"])
         )
-    return remove_small_components(labels, int(spec.get("min_component_voxels", 0)))
+    return remove_small_components(labels, min_component_voxels(spec, spacing_mm))

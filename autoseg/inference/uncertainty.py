@@ -168,7 +168,8 @@ def write_case_with_uncertainty(
         The lesion JSON payload.
     """
     mean = ensemble_mean(grouped)
-    labels = postprocess(np.argmax(mean, axis=0).astype(np.uint8), postprocessing, mean)
+    argmax = np.argmax(mean, axis=0).astype(np.uint8)
+    labels = postprocess(argmax, postprocessing, mean, meta.spacing_mm)
     entropy = predictive_entropy(mean)
     members = [m for group in grouped for m in group]
     disagreement = fold_disagreement(members, labels)

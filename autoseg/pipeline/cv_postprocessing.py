@@ -2,9 +2,10 @@
 
 Candidates are a foreground-probability threshold, a minimum lesion size and a minimum
 lesion peak probability (see :mod:`autoseg.inference.postprocess`), tried alone and
-together on the saved validation probabilities of the winning model. A choice is kept only
-if it raises the CV mean Dice without lowering the CV mean lesion F1: postprocessing that
-trades detections for overlap would hide lesions a reader cares about.
+together on the saved validation probabilities of the winning model, each on top of the
+plans' default (the size rule read off the training labels), which is the baseline. A
+choice is kept only if it raises the CV mean Dice without lowering the CV mean lesion F1:
+postprocessing that trades detections for overlap would hide lesions a reader cares about.
 """
 
 from __future__ import annotations
@@ -95,7 +96,8 @@ def load_cases(
 def choose(
     scores: dict[int, list[tuple[float, float]]], specs: Sequence[dict[str, Any]]
 ) -> tuple[int, list[dict[str, Any]]]:
-    """Index of the chosen spec (0 = none) and the mean scores of every spec."""
+    """Index of the chosen spec (0: the baseline, the plans' default alone) and the mean
+    scores of every spec."""
     table = [
         {
             "postprocessing": spec,
@@ -122,6 +124,7 @@ def search_postprocessing(
     convention: str,
     temperature: float = 1.0,
     sizes_only: bool = False,
+    base: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any]]:
     """Try every candidate spec on the saved validation probabilities (calibrated).
 
@@ -135,6 +138,7 @@ def search_postprocessing(
         sizes_only: try minimum component sizes only (cases the model was trained on: a
             model is surer of its training lesions, which flatters a lower threshold and
             a peak cut there, while a size cut is judged more harshly than on new cases).
+        base: the plans' default postprocessing, under every candidate (None: nothing).
 
     Returns:
         ``(chosen spec, per-spec mean Dice / lesion F1, summary with every metric after the
@@ -143,16 +147,17 @@ def search_postprocessing(
     connectivity = get_convention(convention).connectivity_3d
     cases = validation_cases(folders, reference_dir, ending)
     if not cases:
-        return {}, [], {}
+        return dict(base or {}), [], {}
     voxel_mm3 = float(np.median([np.prod(read_meta(ref).spacing_mm) for *_, ref in cases]))
     specs = candidate_specs(voxel_mm3)
     if sizes_only:
         specs = [spec for spec in specs if set(spec) <= {"min_component_voxels"}]
+    specs = [{**(base or {}), **spec} for spec in specs]
     scores: dict[int, list[tuple[float, float]]] = {i: [] for i in range(len(specs))}
-    for _, probabilities, reference, _ in load_cases(cases, temperature):
+    for _, probabilities, reference, meta in load_cases(cases, temperature):
         argmax = np.argmax(probabilities, axis=0).astype(np.uint8)
         for i, spec in enumerate(specs):
-            prediction = postprocess(argmax, spec, probabilities)
+            prediction = postprocess(argmax, spec, probabilities, meta.spacing_mm)
             scores[i].append(quick_scores(reference, prediction, labels, connectivity))
     best, table = choose(scores, specs)
     return specs[best], table, _summary_after(cases, specs[best], labels, convention, temperature)
@@ -169,7 +174,7 @@ def _summary_after(
     results = []
     for case_id, probabilities, reference, meta in load_cases(cases, temperature):
         argmax = np.argmax(probabilities, axis=0).astype(np.uint8)
-        prediction = postprocess(argmax, spec, probabilities)
+        prediction = postprocess(argmax, spec, probabilities, meta.spacing_mm)
         metrics = evaluate_labels(reference, prediction, meta.spacing_mm, labels, convention)
         voxels = {label: int(np.count_nonzero(reference == label)) for label in labels}
         results.append(CaseResult(case_id, "", "", metrics, voxels))

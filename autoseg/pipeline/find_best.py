@@ -52,7 +52,7 @@ from autoseg.core.run_layout import (
 from autoseg.core.workspace import Workspace
 from autoseg.data.layout import RawDataset
 from autoseg.evaluation.summary import CaseResult, summarise
-from autoseg.inference.choice import write_inference_choice
+from autoseg.inference.choice import planned_postprocessing, write_inference_choice
 from autoseg.inference.ensemble import ensemble_folders, probability_files
 from autoseg.inference.model import fold_json, read_dataset_json
 from autoseg.pipeline.calibration import Calibration, calibrate_configuration
@@ -294,6 +294,7 @@ def find_best(
     post, search, after = search_postprocessing(
         best.folders, raw.labels_tr, raw.dataset_json.file_ending, labels, convention,
         temperature, sizes_only=best.resubstitution,
+        base=planned_postprocessing(results, best.configurations[0]),
     )  # fmt: skip
     calibration = {name: c.to_json() for name, c in sorted(fitted.items())}
     payload = {

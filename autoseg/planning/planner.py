@@ -149,6 +149,7 @@ def plan_from_fingerprint(fingerprint: dict[str, Any], budget: Budget) -> Plans:
         "cpu_budget": budget.cpu_budget(),
         "recommended_configuration": rules.recommended_configuration(fingerprint),
         "configurations": plan_configurations(fingerprint, budget),
+        "postprocessing": rules.default_postprocessing(fingerprint),
         "overrides": [],
     }
     return finalize(payload)

@@ -23,6 +23,7 @@ from autoseg.plans import Augmentation, InferenceWindow, TrainingSchedule
 CPU_TRAINING = {"epochs": 30, "iterations_per_epoch": 50, "validation_iterations": 10,
                 "optimizer": "adamw", "lr": 3e-3, "weight_decay": 1e-4,
                 "per_lesion_sampling": 0.5, "loss": "dice_ce_lesion"}  # fmt: skip
+SMALLEST_LESION_SHARE = 0.5  # of the smallest training lesion: see default_postprocessing
 CT_WINDOW_MARGIN = 1.0  # CT clip window: lesion range widened by this many widths per side
 CPU_MAX_COARSENING_3D = 3.0  # never more than 3x the data's own spacing
 
@@ -133,6 +134,21 @@ def recommended_configuration(fingerprint: dict[str, Any]) -> str:
     """The configuration the data suits best: each registered configuration's own rule
     (see :mod:`autoseg.planning.configurations`), the first that accepts."""
     return configurations.recommended_configuration(fingerprint)
+
+
+def default_postprocessing(fingerprint: dict[str, Any]) -> dict[str, Any]:
+    """Predicted lesions smaller than a share of the smallest training lesion are dropped.
+
+    A model cannot have learnt a lesion far smaller than any it was shown, so such a
+    component is noise: on lesion-free heads it alone sets the Dice to 0, and everywhere
+    it adds a false lesion to the count. The share leaves room for a true small lesion
+    found only in part. Where the training labels hold one-voxel lesions (hand-drawn
+    masks often do) the rule keeps everything.
+    """
+    smallest_ml = float(fingerprint.get("lesions", {}).get("smallest_ml", 0.0))
+    if smallest_ml <= 0:
+        return {}
+    return {"min_lesion_ml": round(SMALLEST_LESION_SHARE * smallest_ml, 6)}
 
 
 def slice_context(spacing_mm: list[float]) -> int:

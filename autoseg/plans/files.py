@@ -126,6 +126,23 @@ def plans_problems(payload: Any, where: str | Path) -> list[str]:
         problems.append(f"{where}: 'recommended_configuration' names no configuration")
     for name, config in sorted(payload["configurations"].items()):
         problems += _configuration_problems(config, f"{where}: configurations.{name}")
+    return problems + _postprocessing_problems(payload.get("postprocessing"), str(where))
+
+
+def _postprocessing_problems(spec: Any, where: str) -> list[str]:
+    """The plans' default postprocessing is a size rule only: the probability rules
+    depend on a trained model, so they are find_best's to choose."""
+    if spec is None:
+        return []
+    if not isinstance(spec, dict):
+        return [f"{where}: 'postprocessing' must be a JSON object"]
+    problems = [
+        f"{where}: postprocessing.{key} is not a plans default (known: min_lesion_ml)"
+        for key in sorted(set(spec) - {"min_lesion_ml"})
+    ]
+    value = spec.get("min_lesion_ml", 0.0)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        problems.append(f"{where}: postprocessing.min_lesion_ml must be a number >= 0")
     return problems
 
 

@@ -41,6 +41,9 @@ class Plans(Record):
         fingerprint_id: content hash of the fingerprint planned from.
         cpu_budget: the compute cap of a CPU plan (None on an accelerator).
         overrides: the ``--set`` assignments applied, in order.
+        postprocessing: what every prediction applies unless ``--no-postprocessing``
+            (``{"min_lesion_ml": v}``, read off the training labels; None in plans made
+            before it existed). find_best's choice is searched and applied on top of it.
     """
 
     schema_version: int
@@ -54,6 +57,7 @@ class Plans(Record):
     fingerprint_id: str | None = None
     cpu_budget: dict[str, Any] | None = None
     overrides: tuple[str, ...] = ()
+    postprocessing: dict[str, Any] | None = None
 
     DECODERS: ClassVar[dict[str, Decoder]] = {"configurations": _configurations}
 

@@ -65,3 +65,23 @@ def test_components_without_a_confident_voxel_are_removed_whatever_their_size() 
         postprocess(labels, {"min_component_peak": 1.5}, probabilities)
     with pytest.raises(ValueError, match="needs the probabilities"):
         postprocess(labels, {"min_component_peak": 0.9})
+
+
+def test_the_lesion_volume_rule_counts_millilitres_at_the_labels_own_spacing() -> None:
+    """The same 0.03 ml limit keeps a 4-voxel lesion at 2 mm (0.032 ml) and drops it at
+    1 mm (0.004 ml), where a 32-voxel lesion is kept; the larger of two size rules wins."""
+    labels = np.zeros((8, 8, 8), np.uint8)
+    labels[0, 0, 0:4] = 1  # 4 voxels
+    labels[4:6, 4:8, 4:8] = 1  # 32 voxels
+    spec = {"min_lesion_ml": 0.03}
+    kept_2mm = postprocess(labels, spec, spacing_mm=(2.0, 2.0, 2.0))
+    np.testing.assert_array_equal(kept_2mm, labels)
+    kept_1mm = postprocess(labels, spec, spacing_mm=(1.0, 1.0, 1.0))
+    assert kept_1mm[0].sum() == 0 and kept_1mm.sum() == 32
+    both = {**spec, "min_component_voxels": 5}
+    assert postprocess(labels, both, spacing_mm=(2.0, 2.0, 2.0)).sum() == 32
+    assert postprocess(labels, {"min_lesion_ml": 0.032}, spacing_mm=(2.0, 2.0, 2.0)).sum() == 36
+    with pytest.raises(ValueError, match="voxel size"):
+        postprocess(labels, spec)
+    with pytest.raises(ValueError, match="min_lesion_ml must be >= 0"):
+        postprocess(labels, {"min_lesion_ml": -0.1}, spacing_mm=(1.0,) * 3)

@@ -100,9 +100,16 @@ def configuration_entry(network: dict[str, Any], spacing: tuple = (3.0, 2.0, 2.0
     }
 
 
-def make_plans(networks: dict[str, dict[str, Any]], recommended: str | None = None) -> Plans:
-    """Schema-valid plans with one configuration per ``{name: network spec}``."""
+def make_plans(
+    networks: dict[str, dict[str, Any]],
+    recommended: str | None = None,
+    postprocessing: dict[str, Any] | None = None,
+) -> Plans:
+    """Schema-valid plans with one configuration per ``{name: network spec}`` (and the
+    plans' default ``postprocessing`` when given)."""
+    extra = {} if postprocessing is None else {"postprocessing": postprocessing}
     payload = {
+        **extra,
         "dataset": DATASET,
         "gpu_memory_gb": 1.0,
         "gpu_memory_source": "default",

@@ -132,6 +132,30 @@ def test_fold_all_alone_chooses_postprocessing_on_its_training_cases(workspace: 
     assert flags.no_postprocessing
 
 
+def test_the_plans_size_rule_is_the_baseline_and_predict_applies_it(workspace: Workspace):
+    """The plans' default (0.006 ml: two voxels of 5.6 mm^3) already removes the one-voxel
+    false lesions, so no candidate beats it, and it is what predict applies with or without
+    find_best's choice, unless --no-postprocessing."""
+    default = {"min_lesion_ml": 0.006}
+    plans = make_plans({"hand": FOREGROUND}, postprocessing=default)
+    results = write_results(workspace, plans, {"hand": []})
+    assert resolve_choice(results, ["hand"], None, None)[2] == default
+    write_validation(workspace, "hand", True)
+    payload = find_best(workspace, DATASET)
+    best = payload["best"]
+    assert payload["postprocessing_search"][0]["postprocessing"] == default
+    assert best["postprocessing"] == default
+    assert best["mean"]["lesion_f1"] == pytest.approx(0.4)
+    assert best["mean_after_postprocessing"]["lesion_f1"] == 1.0
+    assert all(row["postprocessing"].items() >= default.items()
+               for row in payload["postprocessing_search"])  # fmt: skip
+    assert resolve_choice(results, ["hand"], [0, 1], None)[2] == default
+    write_fold(results / "hand", 0, FOREGROUND, plans.plans_id)
+    write_fold(results / "hand", 1, FOREGROUND, plans.plans_id)
+    raw_options = PredictOptions(configurations=["hand"], postprocess=False)
+    assert load_models(workspace, DATASET, raw_options)[1] == {}
+
+
 def test_training_case_scores_do_not_rank_configurations(workspace: Workspace) -> None:
     """The second scores higher on its training cases, but resubstitution rewards memorising:
     the plans' recommended configuration stays, and nothing is ensembled."""

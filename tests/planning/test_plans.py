@@ -354,3 +354,39 @@ def test_ct_window_keeps_csf_apart_from_the_darkest_lesion() -> None:
     low, high = rules.ct_window({"percentile_00_5": 14.0, "percentile_99_5": 24.0})
     assert (low, high) == (4.0, 34.0)
     assert low < 6.0  # CSF keeps its own value instead of being clipped onto 14 HU
+
+
+def test_the_default_size_rule_is_half_the_smallest_training_lesion(tmp_path: Path) -> None:
+    """Traced masks with one-voxel lesions (the ATLAS-like golden: 0.001 ml at 1 mm) keep
+    everything; a set whose smallest lesion is 0.056 ml drops predictions under 0.028 ml;
+    a set without lesions gets no rule."""
+    atlas = fingerprint("atlas_1mm")
+    assert rules.default_postprocessing(atlas) == {"min_lesion_ml": 0.0005}
+    drawn = copy.deepcopy(atlas)
+    drawn["lesions"]["smallest_ml"] = 0.056
+    assert rules.default_postprocessing(drawn) == {"min_lesion_ml": 0.028}
+    drawn["lesions"]["smallest_ml"] = 0.0
+    assert rules.default_postprocessing(drawn) == {}
+
+
+@pytest.mark.parametrize(
+    ("postprocessing", "message"),
+    [
+        (
+            {"min_component_peak": 0.9},
+            "postprocessing.min_component_peak is not a plans default (known: min_lesion_ml)",
+        ),
+        ({"min_lesion_ml": -1}, "postprocessing.min_lesion_ml must be a number >= 0"),
+        ([0.1], "'postprocessing' must be a JSON object"),
+    ],
+)
+def test_a_bad_default_postprocessing_is_refused_naming_the_file(
+    atlas_plans: dict, postprocessing: object, message: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "plans.json"
+    payload = atlas_plans[8].to_json()
+    payload["postprocessing"] = postprocessing
+    path.write_text(json.dumps(payload))
+    with pytest.raises(InvalidInputError) as error:
+        load_plans(path)
+    assert error.value.problems == [f"{path}: {message}"]
