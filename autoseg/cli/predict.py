@@ -87,7 +87,8 @@ def predict_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--no-postprocessing",
         action="store_true",
-        help="ignore find_best's postprocessing: keep every lesion the argmax gives",
+        help="ignore the plans' size rule and find_best's postprocessing: keep every "
+        "lesion the argmax gives",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_workspace_flags(parser)

@@ -72,8 +72,8 @@ class PredictOptions:
         lesion_outputs: BIDS folder, lesion convention, atlas and command line for the
             tables and derivatives (None: tables beside the predictions only).
         calibrate: apply find_best's temperatures (``--no-calibration`` turns it off).
-        postprocess: apply find_best's (or the model zip's) postprocessing
-            (``--no-postprocessing`` keeps every component the argmax gives).
+        postprocess: apply the plans' size rule and find_best's (or the model zip's)
+            postprocessing (``--no-postprocessing`` keeps every component the argmax gives).
     """
 
     configurations: Sequence[str] | None = None

@@ -156,6 +156,9 @@ def hybrid_rungs(inputs: LadderInputs, levels: int) -> list[Rung]:
     """
     spacing, shape = inputs.spacing_mm, inputs.shape
     if inputs.cpu:
+        # Patches tile the image at half-patch steps (the schema's default step), as every
+        # measured CPU plan was chosen; prediction then lays its windows denser
+        # (rules.WINDOW_STEP) over the same patch.
         patches = tiling_patch_ladder_3d(spacing, shape, InferenceWindow.step)
         lowest = CPU_BF16_MIN_LEVEL_3D if inputs.cpu_bf16 else CPU_MIN_LEVEL_3D
         floor = min(lowest, levels - 1)

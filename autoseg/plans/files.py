@@ -95,7 +95,27 @@ def _configuration_problems(config: Any, where: str) -> list[str]:
         problems.append(f"{where}: 'network' must be {{'name': str, 'kwargs': {{...}}}}")
     if len(config["spacing_mm"]) != 3:
         problems.append(f"{where}: 'spacing_mm' must have 3 entries (z, y, x)")
-    return problems + _count_problems(config["training"], where)
+    return problems + _count_problems(config["training"], where) + _channel_problems(config, where)
+
+
+def _channel_problems(config: dict[str, Any], where: str) -> list[str]:
+    """The network must take the channels the cache holds: the image's, twice with the
+    contralateral copies, times the slices of a 2D stack."""
+    in_channels = config["network"].get("kwargs", {}).get("in_channels")
+    if not isinstance(in_channels, int) or isinstance(in_channels, bool):
+        return []
+    image = len(config["normalization"])
+    copies = 2 if (config.get("preprocessing") or {}).get("contralateral") else 1
+    stack = config.get("slice_context") or {}
+    slices = int(stack.get("slices", 1)) if len(config["patch_size"]) == 2 else 1
+    wanted = image * copies * slices
+    if in_channels == wanted or (copies == 1 and in_channels % image == 0):
+        return []
+    what = f"{image} image channel(s)" + (" and their contralateral copies" if copies > 1 else "")
+    return [
+        f"{where}: network.kwargs.in_channels is {in_channels}, but the cache holds {what}: "
+        f"set it to {wanted}"
+    ]
 
 
 def _count_problems(training: dict[str, Any], where: str) -> list[str]:

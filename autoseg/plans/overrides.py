@@ -25,11 +25,17 @@ def parse_value(text: str) -> Any:
 
 
 def assignment_path(payload: dict[str, Any], key: str) -> list[str]:
-    """``3d_hybrid.batch_size`` -> ``["configurations", "3d_hybrid", "batch_size"]``."""
-    parts = key.split(".")
-    if parts[0] in payload["configurations"]:
-        parts = ["configurations", *parts]
-    return parts
+    """``3d_hybrid.batch_size`` -> ``["configurations", "3d_hybrid", "batch_size"]``.
+
+    A configuration's name may hold a dot (``2.5d_unet``), so names are matched whole
+    before the rest of the key is split.
+    """
+    inner = key.removeprefix("configurations.")
+    for name in sorted(payload["configurations"], key=len, reverse=True):
+        if inner == name or inner.startswith(f"{name}."):
+            rest = inner[len(name) + 1 :]
+            return ["configurations", name, *(rest.split(".") if rest else [])]
+    return key.split(".")
 
 
 def _override_target(payload: dict[str, Any], key: str) -> tuple[list[str], str]:

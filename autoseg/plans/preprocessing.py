@@ -35,6 +35,7 @@ class PreprocessingOptions(Record):
     anisotropy_threshold: float = 3.0
     data_dtype: str = "float32"
     foreground_samples: int = 10000
+    contralateral: bool = False
 
 
 OPTIONS = PreprocessingOptions()
@@ -99,6 +100,9 @@ class PreprocessingSpec:
             resampled with nearest neighbour instead of being blended.
         data_dtype: ``float32`` or ``float16`` for the stored image data.
         foreground_samples: voxel coordinates sampled per class for oversampling.
+        contralateral: append each channel mirrored across the head's midline plane
+            (:mod:`autoseg.preprocessing.contralateral`); the cache then holds twice the
+            image channels.
     """
 
     spacing_mm: tuple[float, float, float]
@@ -108,6 +112,7 @@ class PreprocessingSpec:
     anisotropy_threshold: float = OPTIONS.anisotropy_threshold
     data_dtype: str = OPTIONS.data_dtype
     foreground_samples: int = OPTIONS.foreground_samples
+    contralateral: bool = OPTIONS.contralateral
     _hash: str = field(default="", init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -127,7 +132,14 @@ class PreprocessingSpec:
 
     @property
     def num_channels(self) -> int:
+        """Image channels a case brings (one file each)."""
         return len(self.normalization)
+
+    @property
+    def network_channels(self) -> int:
+        """Channels the cache holds and the network sees: the image's, doubled by the
+        contralateral copies."""
+        return self.num_channels * (2 if self.contralateral else 1)
 
     @property
     def spec_hash(self) -> str:
@@ -151,6 +163,8 @@ class PreprocessingSpec:
             "anisotropy_threshold": self.anisotropy_threshold,
             "data_dtype": self.data_dtype,
             "foreground_samples": self.foreground_samples,
+            # written only when on, so the hashes (cache folders) of older specs stay put
+            **({"contralateral": True} if self.contralateral else {}),
         }
 
     @classmethod
@@ -181,4 +195,5 @@ class PreprocessingSpec:
             anisotropy_threshold=float(options.anisotropy_threshold),
             data_dtype=str(options.data_dtype),
             foreground_samples=int(options.foreground_samples),
+            contralateral=bool(options.contralateral),
         )

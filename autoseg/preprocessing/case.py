@@ -1,6 +1,7 @@
 """The single-case code path shared by training caches and inference.
 
-``crop -> (N4) -> normalise -> resample`` forwards, ``resample back -> un-crop`` backwards.
+``crop -> (N4) -> normalise -> resample (-> contralateral channels)`` forwards,
+``resample back -> un-crop`` backwards.
 Training and inference call the same :func:`preprocess_arrays`, so a model never sees input
 prepared differently from what it was trained on.
 """
@@ -16,6 +17,7 @@ from autoseg.core.errors import InvalidInputError
 from autoseg.data.io import read_volume
 from autoseg.data.records import ImageMeta, geometry_mismatch
 from autoseg.plans.preprocessing import PreprocessingSpec
+from autoseg.preprocessing.contralateral import with_contralateral
 from autoseg.preprocessing.crop import CropBox, bounding_box, crop, foreground_mask, uncrop
 from autoseg.preprocessing.normalize import n4_correct_channels, normalize
 from autoseg.preprocessing.properties import (
@@ -141,6 +143,9 @@ def preprocess_arrays(
     if spec.crop_to_nonzero:
         body = resample_labels(mask.astype(np.int8), out_shape, thick) > 0
     seg_out = None if seg is None else _resample_seg(crop(seg, box), body, out_shape, thick)
+    if spec.contralateral:
+        head = body if body is not None else foreground_mask(data)
+        data = with_contralateral(data, meta.affine, head)
     properties = CaseProperties(
         case_id=case_id,
         meta=meta,

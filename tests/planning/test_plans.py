@@ -390,3 +390,24 @@ def test_a_bad_default_postprocessing_is_refused_naming_the_file(
     with pytest.raises(InvalidInputError) as error:
         load_plans(path)
     assert error.value.problems == [f"{path}: {message}"]
+
+
+def test_a_configuration_name_with_a_dot_can_be_overridden(atlas_plans: dict) -> None:
+    changed = apply_overrides(atlas_plans[8], ["2.5d_unet.batch_size=3"])
+    assert changed.configuration("2.5d_unet").batch_size == 3
+    again = apply_overrides(atlas_plans[8], ["configurations.2.5d_unet.batch_size=3"])
+    assert again.configuration("2.5d_unet") == changed.configuration("2.5d_unet")
+
+
+def test_contralateral_channels_need_a_network_that_takes_them(atlas_plans: dict) -> None:
+    """The copies double the cached channels (for a 2D stack, per slice): an override that
+    turns them on must give the network those channels, and is told how many."""
+    with pytest.raises(InvalidInputError, match=r"in_channels is 1, .* set it to 2"):
+        apply_overrides(atlas_plans[8], ["3d_hybrid.preprocessing.contralateral=true"])
+    stack = atlas_plans[8].configuration("2.5d_unet").network.in_channels
+    with pytest.raises(InvalidInputError, match=f"set it to {2 * stack}"):
+        apply_overrides(atlas_plans[8], ["2.5d_unet.preprocessing.contralateral=true"])
+    both = ["3d_hybrid.preprocessing.contralateral=true", "3d_hybrid.network.kwargs.in_channels=2"]
+    changed = apply_overrides(atlas_plans[8], both).configuration("3d_hybrid")
+    assert changed.preprocessing_spec.network_channels == 2
+    assert changed.data_id != atlas_plans[8].configuration("3d_hybrid").data_id
