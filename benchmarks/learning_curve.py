@@ -11,11 +11,12 @@ Makes a training set and a held-out test set (another seed: other subjects, othe
 looks) with the harder synthetic generator, converts and plans the training set with
 autoseg's CPU planner, then for every configuration and budget trains fold ``all`` with
 ``autoseg_train --max-minutes M`` (its schedule fitted into the budget), predicts the test
-set with the default predictor (sliding window, mirroring TTA) and scores it: mean Dice,
-lesion-wise F1, and the results by lesion size (:mod:`autoseg.evaluation.by_size`). It then
-scores the opt-in postprocessing too (``_post``): fold all validated on its own training
-cases (``autoseg_train --val-only``), a minimum lesion size chosen there by
-``autoseg_find_best``, applied to the same predictions. With
+set with the default predictor (sliding window, mirroring TTA, the plans' size rule) and
+scores it: mean Dice, lesion-wise F1, and the results by lesion size
+(:mod:`autoseg.evaluation.by_size`). It then scores the opt-in postprocessing too
+(``_post``): fold all validated on its own training cases (``autoseg_train --val-only``),
+a minimum lesion size chosen there by ``autoseg_find_best``, applied to the same
+predictions. With
 ``--nnunet-python`` nnU-Net v2 is run at the same budgets with a CPU-feasible plan
 (``benchmarks/nnunet_peer.py``) and scored the same way.
 
@@ -166,6 +167,8 @@ def autoseg_row(work: Path, configuration: str, minutes: float) -> dict:
         "--overwrite",
     ]
     train_seconds = run(train, run_dir / "train.log", env)
+    # the default predictor (the plans' size rule), not a choice of an interrupted attempt
+    (run_dir / "results" / "LC" / "inference.json").unlink(missing_ok=True)
     images = work / "home" / "raw" / "LC_test" / "imagesTr"
     cases = len(list(images.iterdir()))
     row: dict = {"train_seconds": train_seconds, "epochs": epochs_of(run_dir, configuration)}
@@ -185,7 +188,6 @@ def autoseg_row(work: Path, configuration: str, minutes: float) -> dict:
             "all",
             "--overwrite",
             "--no-progress",
-            "--no-postprocessing",  # a choice of an earlier, interrupted attempt
             *flags,
         ]
         seconds = run(predict, run_dir / f"predict{suffix}.log", env)
@@ -203,13 +205,14 @@ def resubstitution_postprocessing(work: Path, run_dir: Path, configuration: str,
     seconds = run([*fold_all, "--val-only"], run_dir / "validate.log", env)
     seconds += run([str(BIN / "autoseg_find_best"), "LC"], run_dir / "find_best.log", env)
     spec = read_json(run_dir / "results" / "LC" / "inference.json").get("postprocessing") or {}
-    if not set(spec) <= {"min_component_voxels"}:
+    if not set(spec) <= {"min_component_voxels", "min_lesion_ml"}:
         raise RuntimeError(f"find_best chose {spec} on fold all; expected a size cut only")
     raw, post = run_dir / "predictions", run_dir / "predictions_post"
     post.mkdir(exist_ok=True)
     for path in sorted(raw.glob("*.nii.gz")):
         labels, meta = read_volume(path)
-        write_label(post / path.name, postprocess(labels.astype(np.uint8), spec), meta)
+        kept = postprocess(labels.astype(np.uint8), spec, spacing_mm=meta.spacing_mm)
+        write_label(post / path.name, kept, meta)
     scores = score(work, post)
     return {"postprocessing": spec, "validate_seconds": seconds,
             **{f"{key}_post": value for key, value in scores.items()}}  # fmt: skip
