@@ -15,7 +15,7 @@ A spec is a small dict stored beside the model (``{}`` does nothing):
   label value, as the stroke challenges count lesions) of fewer than ``n`` voxels.
 - ``{"min_lesion_ml": v}``: remove components smaller than ``v`` millilitres at the
   output's own voxel size. Planning sets it from the training labels (see
-  :func:`default_postprocessing`), so it holds for inputs at any spacing.
+  :func:`autoseg.planning.rules.default_postprocessing`), so it holds for inputs at any spacing.
 
 Any may be given; they apply in this order (the two size rules as one, the larger wins).
 """

@@ -99,22 +99,25 @@ def _configuration_problems(config: Any, where: str) -> list[str]:
 
 
 def _channel_problems(config: dict[str, Any], where: str) -> list[str]:
-    """The network must take the channels the cache holds: the image's, twice with the
-    contralateral copies, times the slices of a 2D stack."""
+    """The network must take the channels the cache holds (the spec's
+    ``network_channels``: the image's, doubled by contralateral copies), times the slices
+    of a 2D stack."""
     in_channels = config["network"].get("kwargs", {}).get("in_channels")
     if not isinstance(in_channels, int) or isinstance(in_channels, bool):
         return []
-    image = len(config["normalization"])
-    copies = 2 if (config.get("preprocessing") or {}).get("contralateral") else 1
+    try:
+        spec = _entry_spec(config, where)
+    except InvalidInputError:
+        return []  # a broken preprocessing entry is reported when the plans are read
     stack = config.get("slice_context") or {}
     slices = int(stack.get("slices", 1)) if len(config["patch_size"]) == 2 else 1
-    wanted = image * copies * slices
-    if in_channels == wanted or (copies == 1 and in_channels % image == 0):
+    wanted = spec.network_channels * slices
+    if in_channels == wanted or (not spec.contralateral and in_channels % spec.num_channels == 0):
         return []
-    what = f"{image} image channel(s)" + (" and their contralateral copies" if copies > 1 else "")
+    copies = " and their contralateral copies" if spec.contralateral else ""
     return [
-        f"{where}: network.kwargs.in_channels is {in_channels}, but the cache holds {what}: "
-        f"set it to {wanted}"
+        f"{where}: network.kwargs.in_channels is {in_channels}, but the cache holds "
+        f"{spec.num_channels} image channel(s){copies}: set it to {wanted}"
     ]
 
 
