@@ -17,6 +17,7 @@ import shutil
 import stat
 import tempfile
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -32,6 +33,7 @@ from autoseg.core.run_layout import (
     checkpoint_name,
 )
 from autoseg.data.capacity import size_text
+from autoseg.inference.choice import planned_postprocessing
 from autoseg.inference.model import TrainedModel, calibrated
 
 CONTRACT_NAME = "inference_contract.json"
@@ -171,14 +173,21 @@ def contract_configurations(contract: Any, root: Path, zip_path: Path) -> list[s
 
 
 def load_model_zip(
-    path: str | os.PathLike, device: str = "cpu", calibrate: bool = True
+    path: str | os.PathLike,
+    device: str = "cpu",
+    calibrate: bool = True,
+    configurations: Sequence[str] | None = None,
 ) -> tuple[list[TrainedModel], dict[str, Any]]:
     """The models of an exported zip and the postprocessing of their ensemble (offline),
     each with the temperature its contract records unless ``calibrate`` is False.
 
+    ``configurations`` picks a subset. The contract's postprocessing was chosen for the
+    whole ensemble, so a proper subset gets the size rule of its first configuration's
+    plans instead, as ``autoseg_predict -c`` does in a workspace.
+
     Raises:
-        InvalidInputError: an unsafe or incomplete zip, or checkpoints not matching their
-            plans.
+        InvalidInputError: an unsafe or incomplete zip, a subset it does not hold, or
+            checkpoints not matching their plans.
     """
     path = Path(path)
     if not path.is_file():
@@ -193,6 +202,12 @@ def load_model_zip(
         except ValueError as error:
             raise InvalidInputError(f"{path}: {error}") from error
         names = contract_configurations(contract, Path(tmp), path)
+        post = dict(contract.get("postprocessing") or {})
+        if configurations is not None and sorted(configurations) != sorted(names):
+            names = [name for name in names if name in set(configurations)]
+            if not names:
+                raise InvalidInputError(f"{path}: holds none of {list(configurations)}")
+            post = planned_postprocessing(Path(tmp), names[0])
         per = contract.get("per_configuration") or {}
         checkpoint = contract.get("checkpoint", "final")
         models = [
@@ -203,4 +218,4 @@ def load_model_zip(
             )
             for name in names
         ]  # fmt: skip
-    return models, dict(contract.get("postprocessing") or {})
+    return models, post

@@ -116,15 +116,7 @@ def _models_and_postprocessing(
 ) -> tuple[list[TrainedModel], dict[str, Any]]:
     configurations, device = options.configurations, options.device
     if options.model_zip is not None:
-        models, post = load_model_zip(options.model_zip, device, options.calibrate)
-        if configurations is not None:
-            models = [m for m in models if m.configuration in set(configurations)]
-            post = {}
-            if not models:
-                raise InvalidInputError(
-                    f"{options.model_zip}: holds none of {list(configurations)}"
-                )
-        return models, post
+        return load_model_zip(options.model_zip, device, options.calibrate, configurations)
     if workspace is None or dataset is None:
         raise InvalidInputError("give a dataset (-d NAME) or a model zip (-m model.zip)")
     results = RunLayout.of_results(workspace, dataset).results

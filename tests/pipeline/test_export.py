@@ -76,6 +76,26 @@ def test_zip_round_trip_predicts_identically(workspace: Workspace, tmp_path: Pat
         )
 
 
+def test_a_subset_of_a_zip_gets_its_plans_size_rule(tmp_path: Path) -> None:
+    """The contract's choice was made for the whole ensemble; a subset falls back to the
+    plans' default, as ``-c`` does in a workspace (it used to lose every rule)."""
+    workspace = make_workspace(tmp_path / "ws", cases=2)
+    size_rule = {"min_lesion_ml": 0.03}
+    plans = make_plans({"3d_hybrid": hybrid_spec(0), "other": hybrid_spec(1)},
+                       postprocessing=size_rule)  # fmt: skip
+    write_results(workspace, plans)
+    write_json(workspace.results / DATASET / "inference.json",
+               {"configurations": ["3d_hybrid", "other"], "folds": [0, 1],
+                "postprocessing": {"min_component_voxels": 3}})  # fmt: skip
+    model_zip = export_model_zip(workspace.results / DATASET, None, None, tmp_path / "m.zip")
+    _, whole = load_model_zip(model_zip, configurations=["other", "3d_hybrid"])
+    subset, post = load_model_zip(model_zip, configurations=["other"])
+    assert whole == {**size_rule, "min_component_voxels": 3}
+    assert [m.configuration for m in subset] == ["other"] and post == size_rule
+    with pytest.raises(InvalidInputError, match="holds none of"):
+        load_model_zip(model_zip, configurations=["2d_lcnn"])
+
+
 @pytest.mark.parametrize("member", ["../evil.txt", "/abs/evil.txt", "a/../../evil.txt"])
 def test_path_traversal_is_refused(tmp_path: Path, member: str) -> None:
     model_zip = tmp_path / "inner" / "bad.zip"
