@@ -11,12 +11,13 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from autoseg.core.atomic import read_json
 from autoseg.core.errors import InvalidInputError
 from autoseg.core.run_layout import DATASET_JSON, RunLayout, resolve_dataset_dir
 from autoseg.core.workspace import Workspace
 from autoseg.planning.feasibility import check_trainable
 from autoseg.plans import Configuration, Plans, load_plans, write_plans
-from autoseg.preprocessing.cache import cached_case_ids
+from autoseg.preprocessing.cache import SPEC_FILE, cached_case_ids
 from autoseg.training.splits import MIN_FOLDS, NUM_FOLDS, cases_of_fold, load_or_create_splits
 
 
@@ -47,9 +48,41 @@ def load_fold(workspace: Workspace, dataset: str, configuration: str, fold: int 
     config = plans.configuration(configuration)
     check_trainable(plans, configuration, layout.plans)
     cache = layout.cache(config.data_id)
+    check_cache_matches(cache, config, configuration, layout.plans)
     case_ids = training_case_ids(cache)
     train_ids, val_ids = fold_cases(layout.splits, case_ids, fold, configuration)
     return FoldData(layout.dataset, plans, configuration, config, cache, train_ids, val_ids)
+
+
+def check_cache_matches(cache: Path, config: Configuration, name: str, plans_path: Path) -> None:
+    """Refuse a cache made with other preprocessing than the configuration states.
+
+    ``autoseg_plan`` names a configuration's cache by its preprocessing (``data_id``), so a
+    hand edit of ``preprocessing`` or ``normalization`` in plans.json leaves the old name
+    pointing at data made the old way: a network would train on it, and on a channel count
+    it no longer expects. Caches without a spec record (hand-made ones) are not checked.
+
+    Raises:
+        InvalidInputError: the cache's recorded spec differs, naming the keys.
+    """
+    record_path = cache / SPEC_FILE
+    if not record_path.is_file():
+        return
+    spec = config.preprocessing_spec
+    try:
+        record = read_json(record_path)
+    except ValueError as error:
+        raise InvalidInputError(str(error)) from error
+    if record.get("spec_hash") == spec.spec_hash:
+        return
+    stated, cached = spec.to_json(), dict(record.get("spec") or {})
+    keys = sorted(k for k in set(stated) | set(cached) if stated.get(k) != cached.get(k))
+    raise InvalidInputError(
+        f"{plans_path}: configuration '{name}' names the cache {cache.name}, which was made "
+        f"with other preprocessing ({', '.join(keys) or 'spec'} differ). Was plans.json "
+        f"edited by hand? Make the change with autoseg_plan -d {plans_path.parent.name} "
+        f"--set {name}.KEY=VALUE, which preprocesses a cache for it, or undo the edit"
+    )
 
 
 def fold_cases(

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from autoseg.core.atomic import write_json
 from autoseg.core.checkpoint import load_checkpoint
 from autoseg.core.errors import InvalidInputError
 from autoseg.core.workspace import Workspace
@@ -17,6 +18,8 @@ from autoseg.pipeline import fold_trainer
 from autoseg.pipeline.fit_fold import fit_fold, train_fold
 from autoseg.pipeline.fold_data import load_fold
 from autoseg.pipeline.fold_trainer import TrainOptions, build_trainer
+from autoseg.plans import load_plans
+from autoseg.preprocessing.cache import SPEC_FILE
 from autoseg.training import speed
 from autoseg.training.speed import SpeedLevers
 from autoseg.training.trainer import Trainer
@@ -125,6 +128,19 @@ def test_checkpoint_of_other_plans_is_refused(workspace: Workspace) -> None:
     resume = TrainOptions(**{**OPTIONS.__dict__, "continue_training": True})
     with pytest.raises(InvalidInputError, match="plans_id"):
         train_fold(workspace, "TINY", "2.5d_unet", "all", resume)
+
+
+def test_a_cache_made_with_other_preprocessing_is_refused(workspace: Workspace) -> None:
+    """A hand edit of plans.json keeps the old data_id: the cache's spec record tells."""
+    folder = workspace.preprocessed / "TINY"
+    spec = load_plans(folder / "plans.json").configuration("2.5d_unet").preprocessing_spec
+    record = {"data_id": "tiny", "spec_hash": spec.spec_hash, "spec": spec.to_json()}
+    write_json(folder / "tiny" / SPEC_FILE, record)
+    assert len(load_fold(workspace, "TINY", "2.5d_unet", 0).train_ids) == 4
+    other = {**spec.to_json(), "contralateral": True, "n4": True}
+    write_json(folder / "tiny" / SPEC_FILE, {**record, "spec_hash": "0" * 16, "spec": other})
+    with pytest.raises(InvalidInputError, match=r"\(contralateral, n4 differ\).*--set 2.5d_unet"):
+        load_fold(workspace, "TINY", "2.5d_unet", 0)
 
 
 def _trainer_on_a_bf16_cpu(
