@@ -24,7 +24,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -328,6 +328,22 @@ def draw_parameters(
     return SampleParameters(len(moved), **spatial, **intensity, mirror=mirror)
 
 
+PER_CHANNEL_FIELDS = ("blur", "brightness", "contrast", "low_resolution", "gamma")
+
+
+def shared_by_copies(params: SampleParameters, copies: int) -> SampleParameters:
+    """``params`` drawn for the image's channels, repeated for ``copies`` stacked copies of
+    them (a channel, then its contralateral mirror): a scanner's contrast changes a
+    hemisphere and its mirror alike, and independent draws would teach the network that
+    their difference is noise. A single value already applies to every channel."""
+    repeated = {
+        name: values * copies
+        for name in PER_CHANNEL_FIELDS
+        if (values := getattr(params, name)) is not None and len(values) > 1
+    }
+    return replace(params, **repeated) if repeated else params
+
+
 def draw_batch(
     rng: np.random.Generator,
     settings: dict[str, Any],
@@ -335,11 +351,18 @@ def draw_batch(
     dim: int,
     channels: int,
     batch_size: int,
+    copies: int = 1,
 ) -> tuple[SampleParameters, ...]:
-    """:func:`draw_parameters` for every sample of a batch, in order."""
+    """:func:`draw_parameters` for every sample of a batch, in order; with ``copies`` > 1
+    the ``channels`` are that many stacked copies sharing their draws
+    (:func:`shared_by_copies`)."""
+    if channels % copies:
+        raise ValueError(f"{channels} channels are not {copies} stacked copies")
     return tuple(
-        draw_parameters(rng, settings, patch_size, dim, channels) for _ in range(batch_size)
-    )
+        shared_by_copies(draw_parameters(rng, settings, patch_size, dim, channels // copies),
+                         copies)
+        for _ in range(batch_size)
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)

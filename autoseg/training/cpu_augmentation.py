@@ -150,11 +150,14 @@ class CpuAugmentation:
         settings: :func:`~autoseg.training.augmentation.resolve`'d plans entry.
         patch_size: output patch ``(Pz, Py, Px)`` or ``(Py, Px)``.
         dim: 3 for 3D patches, 2 for 2D / 2.5D slice stacks.
+        channel_copies: the sample's channels are this many stacked copies of the image's
+            (2 with the contralateral mirrors), which share their intensity draws.
     """
 
     settings: dict[str, Any]
     patch_size: tuple[int, ...]
     dim: int
+    channel_copies: int = 1
 
     @property
     def in_plane(self) -> bool:
@@ -163,7 +166,7 @@ class CpuAugmentation:
     def draw(self, rng: np.random.Generator, batch_size: int, channels: int) -> Deferred:
         """The batch's parameters (the one shared sampler), for now or for the device."""
         parameters = draw_batch(rng, self.settings, self.patch_size, self.dim, channels,
-                                batch_size)  # fmt: skip
+                                batch_size, self.channel_copies)  # fmt: skip
         return Deferred(self.patch_size, self.in_plane, parameters)
 
     def apply(self, data: np.ndarray, seg: np.ndarray, drawn: Deferred) -> dict[str, Any]:
@@ -182,7 +185,10 @@ class CpuAugmentation:
 
 
 def build_transforms(
-    augmentation: Augmentation | dict[str, Any] | None, patch_size: Sequence[int], dim: int
+    augmentation: Augmentation | dict[str, Any] | None,
+    patch_size: Sequence[int],
+    dim: int,
+    channel_copies: int = 1,
 ) -> CpuAugmentation:
     """The CPU augmentation of one configuration.
 
@@ -190,5 +196,7 @@ def build_transforms(
         augmentation: the plans' ``augmentation`` entry (None: the defaults).
         patch_size: output patch ``(Pz, Py, Px)`` or ``(Py, Px)``.
         dim: 3 for 3D patches, 2 for 2D / 2.5D slice stacks.
+        channel_copies: see :class:`CpuAugmentation`.
     """
-    return CpuAugmentation(resolve(augmentation, dim), tuple(int(p) for p in patch_size), dim)
+    patch = tuple(int(p) for p in patch_size)
+    return CpuAugmentation(resolve(augmentation, dim), patch, dim, int(channel_copies))

@@ -252,6 +252,7 @@ def make_training_loader(
     context: str | None = None,
     pin_memory: bool = False,
     augment_on_device: bool = False,
+    channel_copies: int = 1,
 ) -> TrainingLoader:
     """The training batch iterator of one configuration.
 
@@ -276,6 +277,8 @@ def make_training_loader(
         augment_on_device: the workers only read and cut (at the larger size the spatial
             transform needs) and draw the parameters; the trainer's batch transform
             :func:`~autoseg.training.device_augmentation.augment_on_device` applies them.
+        channel_copies: the cached channels are this many stacked copies of the image's
+            (2 with ``preprocessing.contralateral``), sharing their intensity draws.
 
     Returns:
         A :class:`TrainingLoader` yielding ``{"data": float32 (B, C, Z, Y, X) or (B, C*k,
@@ -290,7 +293,7 @@ def make_training_loader(
             augmentation, "augmentation", augmentation_defaults(dim)
         )
     off = augmentation is not None and augmentation.off
-    transforms = None if off else build_transforms(augmentation, patch_size, dim)
+    transforms = None if off else build_transforms(augmentation, patch_size, dim, channel_copies)
     read_size = None if off else sample_size(patch_size, augmentation, dim)
     sampler = _sampler(
         cache_folder,

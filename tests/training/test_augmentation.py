@@ -152,3 +152,21 @@ def test_plans_keys_override_the_defaults() -> None:
     settings = resolve({"rotation_deg": [-10, 10], "probabilities": {"gamma": 0.5}}, 2)
     assert settings["rotation_deg"] == [-10, 10] and settings["probabilities"]["gamma"] == 0.5
     assert settings["probabilities"]["noise"] == 0.1 and settings["mirror_axes"] == [0, 1]
+
+
+@pytest.mark.parametrize("image_channels", [1, 2])
+def test_a_channel_and_its_mirror_copy_share_their_intensity_draws(image_channels: int) -> None:
+    """With contralateral copies a left-right difference must stay a difference of the
+    image, not of the augmentation: identical copies stay identical."""
+    settings = {**resolve(None, 3), "probability": 1.0, "rotation_deg": None, "scale": None}
+    settings.update(probabilities={}, mirror_axes=[], gaussian_noise_variance=None)
+    image = np.random.default_rng(2).normal(size=(1, image_channels, 8, 8, 8))
+    data = np.concatenate([image, image], axis=1).astype(np.float32)
+    seg = np.zeros((1, 1, 8, 8, 8), np.float32)
+    rng = np.random.default_rng(5)
+    shared = build_transforms(settings, (8, 8, 8), 3, channel_copies=2)(data, seg, rng)["data"]
+    np.testing.assert_array_equal(shared[:, :image_channels], shared[:, image_channels:])
+    assert not np.allclose(shared, data, atol=0.05)
+    rng = np.random.default_rng(5)
+    apart = build_transforms(settings, (8, 8, 8), 3)(data, seg, rng)["data"]
+    assert not np.allclose(apart[:, :image_channels], apart[:, image_channels:], atol=0.01)
