@@ -71,8 +71,6 @@ def test_sweep_measures_every_lever_on_the_cpu(
         assert run["s_per_iteration_fixed_batch"] == statistics.median(run["fixed_s"]) > 0
         assert all(0 < w < r for w, r in zip(run["wait_s"], run["real_s"], strict=True))
         assert 0 < run["loader_wait_share"] < 1
-        # the fixed batch never waits for data: never much slower than real loading
-        assert run["s_per_iteration_fixed_batch"] < 1.5 * run["s_per_iteration_real"]
         assert run["device_busy_share"] == pytest.approx(
             run["s_per_iteration_fixed_batch"] / run["s_per_iteration_real"]
         )
