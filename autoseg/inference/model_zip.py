@@ -204,7 +204,8 @@ def load_model_zip(
         names = contract_configurations(contract, Path(tmp), path)
         post = dict(contract.get("postprocessing") or {})
         if configurations is not None and sorted(configurations) != sorted(names):
-            names = [name for name in names if name in set(configurations)]
+            wanted = set(configurations)
+            names = [name for name in names if name in wanted]
             if not names:
                 raise InvalidInputError(f"{path}: holds none of {list(configurations)}")
             post = planned_postprocessing(Path(tmp), names[0])

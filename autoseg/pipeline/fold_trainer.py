@@ -173,7 +173,7 @@ def _loader_at(
         per_lesion=float(data.config.training.per_lesion_sampling),
         num_workers=options.num_workers,
         seed=rank_seed(options.seed, options.distributed.rank), start=start, pin_memory=pin,
-        channel_copies=2 if data.config.preprocessing.contralateral else 1,
+        channel_copies=data.config.preprocessing_spec.channel_copies,
     )  # fmt: skip
     # the loader's workers are busy processes too: torch keeps the cores they leave
     cpu_threads(reserve=int(getattr(loader, "num_workers", 0)))

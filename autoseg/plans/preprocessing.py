@@ -136,10 +136,15 @@ class PreprocessingSpec:
         return len(self.normalization)
 
     @property
+    def channel_copies(self) -> int:
+        """Stacked copies of the image's channels in the cache: 2 with the contralateral
+        mirrors (which share their augmentation draws), else 1."""
+        return 2 if self.contralateral else 1
+
+    @property
     def network_channels(self) -> int:
-        """Channels the cache holds and the network sees: the image's, doubled by the
-        contralateral copies."""
-        return self.num_channels * (2 if self.contralateral else 1)
+        """Channels the cache holds and the network sees: the image's, times their copies."""
+        return self.num_channels * self.channel_copies
 
     @property
     def spec_hash(self) -> str:
