@@ -25,6 +25,8 @@ TRANSFORM_PROBABILITIES = {
     "low_resolution": 0.25,
     "gamma": 0.3,
 }
+TRANSFORMS = ("rotation", "scale", "elastic", "noise", "blur", "brightness", "contrast",
+              "low_resolution", "gamma")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -156,6 +158,20 @@ class Augmentation(Record):
     off: bool = False
 
     OPTIONAL = frozenset({"elastic_alpha", "elastic_sigma", "probabilities", "off"})
+
+    def __post_init__(self) -> None:
+        """A misspelt transform in ``probabilities`` would leave its chance at the default
+        without a word, so names and chances are checked."""
+        unknown = sorted(set(self.probabilities) - set(TRANSFORMS))
+        if unknown:
+            raise ValueError(
+                f"probabilities: unknown transform {', '.join(map(repr, unknown))} "
+                f"(known: {', '.join(TRANSFORMS)})"
+            )
+        for name, chance in self.probabilities.items():
+            is_number = isinstance(chance, int | float) and not isinstance(chance, bool)
+            if not is_number or not 0 <= chance <= 1:
+                raise ValueError(f"probabilities.{name}: {chance!r} is not a chance in [0, 1]")
 
     def settings(self) -> dict[str, Any]:
         """Every setting as JSON, ``probabilities`` completed: what the transforms read."""

@@ -7,10 +7,12 @@ checks as a hand edit and is recorded under ``overrides``.
 from __future__ import annotations
 
 import json
+import typing
 from typing import Any
 
 from autoseg.core.errors import InvalidInputError
 from autoseg.plans.files import finalize
+from autoseg.plans.record import Record, field_names, thaw
 from autoseg.plans.schema import Plans
 
 PROTECTED = ("plans_id", "schema_version")
@@ -44,25 +46,53 @@ def _override_target(payload: dict[str, Any], key: str) -> tuple[list[str], str]
     return parts[:-1], parts[-1]
 
 
-def _set_one(payload: dict[str, Any], assignment: str) -> None:
+def _known_keys(schema: Any, node: dict[str, Any]) -> set[str]:
+    """Keys settable at a place: a record's every field, the ones the planner leaves out
+    of the file included (``augmentation.probabilities``); a plain object's own keys."""
+    keys = set(field_names(type(schema))) if isinstance(schema, Record) else set(node)
+    return keys - set(PROTECTED)
+
+
+def _schema_child(schema: Any, key: str) -> Any:
+    return getattr(schema, key) if isinstance(schema, Record) else schema[key]
+
+
+def _unknown(key: str, part: str, where: str, known: set[str]) -> InvalidInputError:
+    place = f" at {where}" if where else ""
+    listed = ", ".join(sorted(known)) or "none"
+    return InvalidInputError(f"--set {key}: unknown key '{part}'{place} (known: {listed})")
+
+
+def _nullable(schema: Any, leaf: str) -> bool:
+    """Whether a record field may hold null (a transform's range, say: null disables it)."""
+    if not isinstance(schema, Record):
+        return False
+    hint = typing.get_type_hints(type(schema)).get(leaf)
+    return type(None) in typing.get_args(hint)
+
+
+def _set_one(payload: dict[str, Any], schema: Plans, assignment: str) -> None:
+    """Apply one ``key=value`` to ``payload``, walking the read plans beside it so that a
+    key the file leaves out but the schema knows can be set (its default gives the type)."""
     if "=" not in assignment:
         raise InvalidInputError(f"--set {assignment}: expected key=value")
     key, text = assignment.split("=", 1)
     parents, leaf = _override_target(payload, key.strip())
     node: Any = payload
+    place: Any = schema
     for depth, part in enumerate(parents):
-        if not isinstance(node, dict) or part not in node:
-            known = ", ".join(sorted(node)) if isinstance(node, dict) else "none"
-            where = ".".join(parents[:depth]) or "top level"
-            raise InvalidInputError(
-                f"--set {key}: unknown key '{part}' at {where} (known: {known})"
-            )
-        node = node[part]
-    if not isinstance(node, dict) or leaf not in node or leaf in PROTECTED:
-        known = ", ".join(sorted(k for k in node if k not in PROTECTED))
-        raise InvalidInputError(f"--set {key}: unknown key '{leaf}' (known: {known})")
-    value, old = parse_value(text.strip()), node[leaf]
-    if old is not None and not _compatible(old, value):
+        if not isinstance(node, dict) or part not in _known_keys(place, node):
+            known = _known_keys(place, node) if isinstance(node, dict) else set()
+            raise _unknown(key, part, ".".join(parents[:depth]) or "top level", known)
+        place = _schema_child(place, part)
+        node = node.setdefault(part, thaw(place))
+    if not isinstance(node, dict) or leaf not in _known_keys(place, node):
+        raise _unknown(key, leaf, "", _known_keys(place, node) if isinstance(node, dict) else set())
+    value = parse_value(text.strip())
+    old = node[leaf] if leaf in node else thaw(_schema_child(place, leaf))
+    if value is None and not _nullable(place, leaf):
+        raise InvalidInputError(f"--set {key}: may not be null (like {json.dumps(old)})")
+    if value is not None and old is not None and not _compatible(old, value):
         raise InvalidInputError(
             f"--set {key}: expected {type(old).__name__} like {json.dumps(old)}, got {text!r}"
         )
@@ -82,13 +112,15 @@ def apply_overrides(plans: Plans, assignments: list[str]) -> Plans:
 
     Keys are dotted paths: ``3d_hybrid.batch_size=4``, ``3d_hybrid.training.epochs=50``,
     ``recommended_configuration=2d_lcnn``. Values parse as JSON, else as strings, and must
-    keep the type of the value they replace.
+    keep the type of the value they replace; ``null`` only where the schema allows it (a
+    transform's range). Keys the planner leaves out of the file but the schema reads
+    (``augmentation.probabilities``, ``training.loss_kwargs``) can be set too.
 
     Raises:
         InvalidInputError: an unknown key (listing the known ones) or a wrong value type.
     """
     payload = plans.to_json()
     for assignment in assignments:
-        _set_one(payload, assignment)
+        _set_one(payload, plans, assignment)
     payload["overrides"] = [*plans.overrides, *assignments]
     return finalize(payload)

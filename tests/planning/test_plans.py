@@ -270,10 +270,31 @@ def test_spacing_override_moves_the_cache(atlas_plans: dict) -> None:
     assert changed.configuration("2d_lcnn")["data_id"] == plans.configuration("2d_lcnn")["data_id"]
 
 
+def test_overrides_reach_keys_the_planner_leaves_out(atlas_plans: dict) -> None:
+    """The schema's optional keys and a transform's null range are set as a hand edit would."""
+    changed = apply_overrides(
+        atlas_plans[8],
+        [
+            '3d_hybrid.augmentation.probabilities={"blur": 0, "noise": 0.05}',
+            "3d_hybrid.augmentation.low_resolution=null",
+            '3d_hybrid.training.loss_kwargs={"lesion_weight": 2.0}',
+        ],
+    )
+    hybrid = changed.configuration("3d_hybrid")
+    assert hybrid.augmentation.probabilities == {"blur": 0, "noise": 0.05}
+    assert hybrid.augmentation.low_resolution is None
+    assert hybrid.augmentation.gaussian_blur_sigma == (0.5, 1.0)  # untouched
+    assert hybrid.training.loss_kwargs == {"lesion_weight": 2.0}
+    assert "probabilities" not in changed.configuration("2d_lcnn").to_json()["augmentation"]
+
+
 @pytest.mark.parametrize(
     ("assignment", "message"),
     [
         ("3d_hybrid.batch_sise=4", "unknown key 'batch_sise'"),
+        ("3d_hybrid.patch_size=null", "may not be null"),
+        ("3d_hybrid.augmentation.probabilities=[0]", "expected dict"),
+        ('3d_hybrid.augmentation.probabilities={"blurr": 0}', "unknown transform 'blurr'"),
         ("3d_unet.batch_size=4", "unknown key '3d_unet'"),
         ("3d_hybrid.batch_size=four", "expected int"),
         ("3d_hybrid.batch_size", "expected key=value"),

@@ -108,6 +108,12 @@ def test_missing_keys_take_the_defaults_and_stay_missing(tmp_path: Path) -> None
          "configurations.2d_lcnn.augmentation: unknown key 'rotate'"),
         (lambda p: p["configurations"]["2d_lcnn"]["normalization"][0].update(clip=1),
          "configurations.2d_lcnn.normalization.0: unknown key 'clip'"),
+        (lambda p: p["configurations"]["2d_lcnn"]["augmentation"].update(
+            probabilities={"lowres": 0}),
+         "configurations.2d_lcnn.augmentation: probabilities: unknown transform 'lowres'"),
+        (lambda p: p["configurations"]["2d_lcnn"]["augmentation"].update(
+            probabilities={"blur": 2}),
+         "probabilities.blur: 2 is not a chance in [0, 1]"),
     ],
 )  # fmt: skip
 def test_unknown_keys_are_refused_naming_key_and_file(
