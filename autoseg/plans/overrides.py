@@ -46,9 +46,12 @@ def _override_target(payload: dict[str, Any], key: str) -> tuple[list[str], str]
     return parts[:-1], parts[-1]
 
 
-def _known_keys(schema: Any, node: dict[str, Any]) -> set[str]:
+def _known_keys(schema: Any, node: Any) -> set[str]:
     """Keys settable at a place: a record's every field, the ones the planner leaves out
-    of the file included (``augmentation.probabilities``); a plain object's own keys."""
+    of the file included (``augmentation.probabilities``); a plain object's own keys;
+    none below a value that is not an object."""
+    if not isinstance(node, dict):
+        return set()
     keys = set(field_names(type(schema))) if isinstance(schema, Record) else set(node)
     return keys - set(PROTECTED)
 
@@ -81,13 +84,14 @@ def _set_one(payload: dict[str, Any], schema: Plans, assignment: str) -> None:
     node: Any = payload
     place: Any = schema
     for depth, part in enumerate(parents):
-        if not isinstance(node, dict) or part not in _known_keys(place, node):
-            known = _known_keys(place, node) if isinstance(node, dict) else set()
+        known = _known_keys(place, node)
+        if part not in known:
             raise _unknown(key, part, ".".join(parents[:depth]) or "top level", known)
         place = _schema_child(place, part)
         node = node.setdefault(part, thaw(place))
-    if not isinstance(node, dict) or leaf not in _known_keys(place, node):
-        raise _unknown(key, leaf, "", _known_keys(place, node) if isinstance(node, dict) else set())
+    known = _known_keys(place, node)
+    if leaf not in known:
+        raise _unknown(key, leaf, "", known)
     value = parse_value(text.strip())
     old = node[leaf] if leaf in node else thaw(_schema_child(place, leaf))
     if value is None and not _nullable(place, leaf):
