@@ -92,7 +92,10 @@ def fit_configuration(
     if any(rung.network["name"] != kind.network for rung in rungs):
         raise ValueError(f"configuration '{kind.name}': its rungs must build '{kind.network}'")
     voxels = rules.dataset_voxels_at(fingerprint, spacing)
-    choice = fit_ladder(rungs, budget, max_batch(voxels, rungs[-1].patch), kind.can_checkpoint)
+    choice = fit_ladder(
+        rungs, budget, max_batch(voxels, rungs[-1].patch), kind.can_checkpoint,
+        kind.min_batch(budget),
+    )  # fmt: skip
     if budget.cpu_bf16:
         bf16_rungs = kind.rungs(replace(inputs, cpu_bf16=True), kind.level_count(budget))
         if bf16_rungs != rungs:  # only ladders that start wider in bf16 (3d_hybrid)

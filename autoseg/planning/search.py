@@ -2,10 +2,12 @@
 
 Rungs are ordered so that patch and network size never shrink from one rung to the
 next; the estimated cost is therefore monotone along the ladder, the largest rung that
-fits is found by bisection, and more budget can never give a smaller plan. Batch size
-grows only at the top rung (the largest useful patch and network), capped so one batch
+fits is found by bisection, and more budget can never give a smaller plan. A rung must fit
+at the configuration's smallest batch (2, or more for ``2d_lcnn`` on a CPU: see
+:meth:`~autoseg.planning.configurations.ConfigurationKind.min_batch`). Batch size grows
+beyond it only at the top rung (the largest useful patch and network), capped so one batch
 covers at most 5 % of the dataset's voxels. Activation checkpointing is the lever when
-even the first rung does not fit.
+even the first rung does not fit at batch 2.
 """
 
 from __future__ import annotations
@@ -83,23 +85,37 @@ def largest_fitting(count: int, fits: Callable[[int], bool]) -> int:
     return low
 
 
-def fit_ladder(rungs: list[Rung], budget: Budget, max_batch: int, can_checkpoint: bool) -> Choice:
-    """Pick rung, batch size and checkpointing for a budget (see module docstring)."""
-    index = largest_fitting(
-        len(rungs), lambda i: within(_estimate(rungs[i], MIN_BATCH, budget, False), budget)
-    )
+def fit_ladder(
+    rungs: list[Rung], budget: Budget, max_batch: int, can_checkpoint: bool,
+    min_batch: int = MIN_BATCH,
+) -> Choice:  # fmt: skip
+    """Pick rung, batch size and checkpointing for a budget (see module docstring).
+
+    ``min_batch`` is the batch every climbed rung must train at (never above the 5 % cap);
+    where even the first rung cannot take it, the ladder is fitted at batch 2 instead.
+    """
+
+    def climb(batch: int) -> int:
+        return largest_fitting(
+            len(rungs), lambda i: within(_estimate(rungs[i], batch, budget, False), budget)
+        )
+
+    batch = max(MIN_BATCH, min(min_batch, max_batch))
+    index = climb(batch)
+    if index < 0 and batch > MIN_BATCH:
+        batch = MIN_BATCH
+        index = climb(batch)
     checkpointing = False
     if index < 0:
         index, checkpointing = 0, can_checkpoint
     rung = rungs[index]
-    batch = MIN_BATCH
     if index == len(rungs) - 1:
-        cap = max(MIN_BATCH, min(max_batch, MAX_BATCH))
+        cap = max(batch, min(max_batch, MAX_BATCH))
         offset = largest_fitting(
-            cap - MIN_BATCH + 1,
-            lambda k: within(_estimate(rung, MIN_BATCH + k, budget, checkpointing), budget),
+            cap - batch + 1,
+            lambda k: within(_estimate(rung, batch + k, budget, checkpointing), budget),
         )
-        batch = MIN_BATCH + max(offset, 0)
+        batch += max(offset, 0)
     estimate = _estimate(rung, batch, budget, checkpointing)
     return Choice(rung, index, batch, checkpointing, estimate, within(estimate, budget))
 

@@ -6,6 +6,7 @@ import copy
 import itertools
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 from unittest import mock
 
@@ -17,10 +18,12 @@ from autoseg.core.errors import InvalidInputError
 from autoseg.inference.tiles import window_starts
 from autoseg.networks import build_network
 from autoseg.planning import rules
+from autoseg.planning.configurations import ConfigurationKind, LadderInputs, configuration_kind
 from autoseg.planning.device import Budget, resolve_budget
 from autoseg.planning.ladders import tiling_patch_ladder_3d
 from autoseg.planning.planner import plan_from_fingerprint
 from autoseg.planning.rules import shape_at, target_spacing
+from autoseg.planning.search import fit_ladder
 from autoseg.planning.topology import divisors_of, pooling_3d
 from autoseg.plans import apply_overrides, load_plans, write_plans
 
@@ -120,6 +123,50 @@ def test_cpu_default_plan_is_capped_by_compute() -> None:
     hybrid = plans.configuration("3d_hybrid")
     assert hybrid["network"]["kwargs"]["stage_features"][0] <= 12
     assert hybrid["parameters"] < 2_000_000
+
+
+def ct_resliced(spacing: list[float]) -> dict:
+    """The thick CT fingerprint as if its stacks were resampled to ``spacing`` (z, y, x)."""
+    scaled = copy.deepcopy(fingerprint("ct_thick"))
+    median = scaled["spacing_mm"]["median"]
+    factors = [m / s for m, s in zip(median, spacing, strict=True)]
+    for key in scaled["spacing_mm"]:
+        scaled["spacing_mm"][key] = list(spacing)
+    for field in ("shape", "shape_after_crop"):
+        for key in scaled[field]:
+            scaled[field][key] = [v * f for v, f in zip(scaled[field][key], factors, strict=True)]
+    scaled["voxels_after_crop_total"] *= math.prod(factors)
+    return scaled
+
+
+def test_cpu_2d_plans_climb_only_widths_that_train_at_batch_8() -> None:
+    """Under the compute cap a 2D network's width costs batch: on 6 x 2 x 2 mm CT the CPU
+    2d_lcnn keeps its first width at batch 8 instead of its second at batch 2."""
+    fp, budget = ct_resliced([6.0, 2.0, 2.0]), resolve_budget("cpu")
+    lcnn = plan_from_fingerprint(fp, budget).configuration("2d_lcnn")
+    assert (lcnn["ladder_rung"], lcnn["batch_size"]) == (0, 8)
+    assert lcnn["gflops_per_iteration"] <= 25.0
+    with mock.patch.object(ConfigurationKind, "min_batch", return_value=2):
+        wide = plan_from_fingerprint(fp, budget).configuration("2d_lcnn")
+    assert (wide["ladder_rung"], wide["batch_size"]) == (1, 2)
+    assert wide["parameters"] > 2 * lcnn["parameters"]
+
+
+def test_a_ladder_that_cannot_take_its_smallest_batch_is_fitted_at_batch_2() -> None:
+    """Where not even the first rung trains at the asked batch, the ladder falls back to
+    batch 2 rather than to checkpointing or an unfit plan; the 5 % cap bounds the ask."""
+    kind, budget = configuration_kind("2d_lcnn"), resolve_budget("cpu")
+    fp = ct_resliced([6.0, 2.0, 2.0])
+    spacing = fp["spacing_mm"]["median"]
+    inputs = LadderInputs(spacing, shape_at(fp, spacing), 1, 2, 3, cpu=True)
+    rungs = kind.rungs(inputs, kind.level_count(budget))
+    at_2 = fit_ladder(rungs[:1], budget, 2, False).estimate.gflops  # capped at batch 2
+    tight = replace(budget, gflops_per_iteration=1.5 * at_2)
+    choice = fit_ladder(rungs, tight, 512, False, min_batch=8)
+    assert (choice.index, choice.batch_size, choice.fits) == (0, 2, True)
+    roomy = fit_ladder(rungs, budget, 512, False, min_batch=8)
+    assert (roomy.index, roomy.batch_size, roomy.fits) == (0, 8, True)
+    assert fit_ladder(rungs, budget, 5, False, min_batch=8).batch_size == 5
 
 
 def test_bf16_cpu_plans_widen_3d_hybrid_on_the_same_patch() -> None:
