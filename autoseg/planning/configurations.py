@@ -44,10 +44,11 @@ CPU_MIN_LEVEL_3D = 2  # base width 8: narrower 3d_hybrids learned markedly slowe
 CPU_BF16_MIN_LEVEL_3D = 3
 # 2d_lcnn on a CPU climbs only widths that train at batch 8 under the compute cap. On the
 # synthetic 6 x 2 x 2 mm CT PNG stacks (new draw), 8 minutes: the second width at batch 2
-# (22 GFLOPs a step, 51 epochs) gave test Dice 0.485 and 126 false-positive components; the
-# first width at batch 8 (22 GFLOPs, 31 epochs) 0.588 and 24, better in 17 of 20 patients.
-# A step of single slices at batch 2 is a noisy gradient. 2.5d_unet keeps batch 2 as its
-# floor: on DWI it plans batch 3 at its third width and met its target (not re-measured).
+# (22 GFLOPs a step, 45-51 epochs) gave test Dice 0.485 and 0.504, 62-126 false components; the
+# first width at batch 8 (22 GFLOPs, 31-33 epochs) 0.588, 0.633 and 0.659 with 6-24, better
+# in 15-19 of the 20 patients. A step of single slices at batch 2 is a noisy gradient.
+# 2.5d_unet keeps batch 2 as its floor: on 6 x 1 x 1 mm DWI it plans batch 3 at its third
+# width (Dice 0.907 in 8 minutes); the rule would move it, unmeasured, to its first width.
 CPU_MIN_BATCH_LCNN = 8
 # The LCNN's global ResNeXt path pools by 32; instance norm needs > 1 voxel at its end.
 LCNN_MIN_PATCH = 64

@@ -4,10 +4,11 @@ Rungs are ordered so that patch and network size never shrink from one rung to t
 next; the estimated cost is therefore monotone along the ladder, the largest rung that
 fits is found by bisection, and more budget can never give a smaller plan. A rung must fit
 at the configuration's smallest batch (2, or more for ``2d_lcnn`` on a CPU: see
-:meth:`~autoseg.planning.configurations.ConfigurationKind.min_batch`). Batch size grows
-beyond it only at the top rung (the largest useful patch and network), capped so one batch
-covers at most 5 % of the dataset's voxels. Activation checkpointing is the lever when
-even the first rung does not fit at batch 2.
+:meth:`~autoseg.planning.configurations.ConfigurationKind.min_batch`); where not even the
+first rung does, it gets the largest batch it takes. Batch size grows beyond that only at
+the top rung (the largest useful patch and network), capped so one batch covers at most
+5 % of the dataset's voxels. Activation checkpointing is the lever when even the first
+rung does not fit at batch 2.
 """
 
 from __future__ import annotations
@@ -92,22 +93,24 @@ def fit_ladder(
     """Pick rung, batch size and checkpointing for a budget (see module docstring).
 
     ``min_batch`` is the batch every climbed rung must train at (never above the 5 % cap);
-    where even the first rung cannot take it, the ladder is fitted at batch 2 instead.
+    where not even the first rung takes it, the first rung gets the largest batch it takes.
     """
 
-    def climb(batch: int) -> int:
-        return largest_fitting(
-            len(rungs), lambda i: within(_estimate(rungs[i], batch, budget, False), budget)
-        )
+    def fits(rung: Rung, batch: int) -> bool:
+        return within(_estimate(rung, batch, budget, False), budget)
 
-    batch = max(MIN_BATCH, min(min_batch, max_batch))
-    index = climb(batch)
-    if index < 0 and batch > MIN_BATCH:
-        batch = MIN_BATCH
-        index = climb(batch)
+    def largest_batch(rung: Rung, low: int, high: int) -> int:
+        """The largest batch in ``low..high`` the rung takes (``low`` if none)."""
+        return low + max(0, largest_fitting(high - low + 1, lambda k: fits(rung, low + k)))
+
+    wanted = max(MIN_BATCH, min(min_batch, max_batch))
+    index = largest_fitting(len(rungs), lambda i: fits(rungs[i], wanted))
+    batch = wanted
     checkpointing = False
     if index < 0:
-        index, checkpointing = 0, can_checkpoint
+        index = 0
+        batch = largest_batch(rungs[0], MIN_BATCH, wanted)
+        checkpointing = can_checkpoint and not fits(rungs[0], batch)
     rung = rungs[index]
     if index == len(rungs) - 1:
         cap = max(batch, min(max_batch, MAX_BATCH))

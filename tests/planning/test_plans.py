@@ -152,18 +152,29 @@ def test_cpu_2d_plans_climb_only_widths_that_train_at_batch_8() -> None:
     assert wide["parameters"] > 2 * lcnn["parameters"]
 
 
-def test_a_ladder_that_cannot_take_its_smallest_batch_is_fitted_at_batch_2() -> None:
-    """Where not even the first rung trains at the asked batch, the ladder falls back to
-    batch 2 rather than to checkpointing or an unfit plan; the 5 % cap bounds the ask."""
+def test_a_first_rung_that_cannot_take_the_smallest_batch_gets_the_largest_it_takes() -> None:
+    """Batch before width all the way down: under a cap the second width takes at batch 2,
+    the first width trains at the largest batch under 8 it takes; the 5 % cap bounds the
+    ask; where nothing fits, batch 2 at the first rung, unfit."""
     kind, budget = configuration_kind("2d_lcnn"), resolve_budget("cpu")
     fp = ct_resliced([6.0, 2.0, 2.0])
     spacing = fp["spacing_mm"]["median"]
     inputs = LadderInputs(spacing, shape_at(fp, spacing), 1, 2, 3, cpu=True)
     rungs = kind.rungs(inputs, kind.level_count(budget))
-    at_2 = fit_ladder(rungs[:1], budget, 2, False).estimate.gflops  # capped at batch 2
-    tight = replace(budget, gflops_per_iteration=1.5 * at_2)
+
+    def gflops(rung: int, batch: int) -> float:  # the ladder's estimate at a capped batch
+        return fit_ladder(rungs[rung : rung + 1], budget, batch, False).estimate.gflops
+
+    # a cap the second width takes at batch 2 and the first does not at batch 8
+    wider_at_2, slim_at_8 = gflops(1, 2), gflops(0, 8)
+    assert wider_at_2 < slim_at_8
+    tight = replace(budget, gflops_per_iteration=(wider_at_2 + slim_at_8) / 2)
+    assert fit_ladder(rungs, tight, 512, False).index == 1  # batch 2 alone would climb
     choice = fit_ladder(rungs, tight, 512, False, min_batch=8)
-    assert (choice.index, choice.batch_size, choice.fits) == (0, 2, True)
+    assert (choice.index, choice.batch_size, choice.fits) == (0, 7, True)
+    starved = replace(budget, gflops_per_iteration=0.5 * gflops(0, 2))
+    choice = fit_ladder(rungs, starved, 512, False, min_batch=8)
+    assert (choice.index, choice.batch_size, choice.fits) == (0, 2, False)
     roomy = fit_ladder(rungs, budget, 512, False, min_batch=8)
     assert (roomy.index, roomy.batch_size, roomy.fits) == (0, 8, True)
     assert fit_ladder(rungs, budget, 5, False, min_batch=8).batch_size == 5
