@@ -139,8 +139,8 @@ def ct_resliced(spacing: list[float]) -> dict:
     return scaled
 
 
-def test_cpu_2d_plans_climb_only_widths_that_train_at_batch_8() -> None:
-    """Under the compute cap a 2D network's width costs batch: on 6 x 2 x 2 mm CT the CPU
+def test_cpu_2d_lcnn_climbs_only_widths_that_train_at_batch_8() -> None:
+    """Under the compute cap 2d_lcnn's width costs batch: on 6 x 2 x 2 mm CT the CPU
     2d_lcnn keeps its first width at batch 8 instead of its second at batch 2."""
     fp, budget = ct_resliced([6.0, 2.0, 2.0]), resolve_budget("cpu")
     lcnn = plan_from_fingerprint(fp, budget).configuration("2d_lcnn")
