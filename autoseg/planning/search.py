@@ -96,29 +96,24 @@ def fit_ladder(
     where not even the first rung takes it, the first rung gets the largest batch it takes.
     """
 
-    def fits(rung: Rung, batch: int) -> bool:
-        return within(_estimate(rung, batch, budget, False), budget)
+    def fits(rung: Rung, batch: int, checkpointing: bool = False) -> bool:
+        return within(_estimate(rung, batch, budget, checkpointing), budget)
 
-    def largest_batch(rung: Rung, low: int, high: int) -> int:
-        """The largest batch in ``low..high`` the rung takes (``low`` if none)."""
-        return low + max(0, largest_fitting(high - low + 1, lambda k: fits(rung, low + k)))
+    def largest_batch(rung: Rung, low: int, high: int, checkpointing: bool) -> int | None:
+        """The largest batch in ``low..high`` the rung takes, or None."""
+        step = largest_fitting(high - low + 1, lambda j: fits(rung, low + j, checkpointing))
+        return None if step < 0 else low + step
 
     wanted = max(MIN_BATCH, min(min_batch, max_batch))
     index = largest_fitting(len(rungs), lambda i: fits(rungs[i], wanted))
-    batch = wanted
-    checkpointing = False
+    batch, checkpointing = wanted, False
     if index < 0:
-        index = 0
-        batch = largest_batch(rungs[0], MIN_BATCH, wanted)
-        checkpointing = can_checkpoint and not fits(rungs[0], batch)
+        index, taken = 0, largest_batch(rungs[0], MIN_BATCH, wanted, False)
+        batch, checkpointing = (MIN_BATCH, can_checkpoint) if taken is None else (taken, False)
     rung = rungs[index]
     if index == len(rungs) - 1:
         cap = max(batch, min(max_batch, MAX_BATCH))
-        offset = largest_fitting(
-            cap - batch + 1,
-            lambda k: within(_estimate(rung, batch + k, budget, checkpointing), budget),
-        )
-        batch += max(offset, 0)
+        batch = largest_batch(rung, batch, cap, checkpointing) or batch
     estimate = _estimate(rung, batch, budget, checkpointing)
     return Choice(rung, index, batch, checkpointing, estimate, within(estimate, budget))
 

@@ -127,16 +127,9 @@ def test_cpu_default_plan_is_capped_by_compute() -> None:
 
 def ct_resliced(spacing: list[float]) -> dict:
     """The thick CT fingerprint as if its stacks were resampled to ``spacing`` (z, y, x)."""
-    scaled = copy.deepcopy(fingerprint("ct_thick"))
-    median = scaled["spacing_mm"]["median"]
-    factors = [m / s for m, s in zip(median, spacing, strict=True)]
-    for key in scaled["spacing_mm"]:
-        scaled["spacing_mm"][key] = list(spacing)
-    for field in ("shape", "shape_after_crop"):
-        for key in scaled[field]:
-            scaled[field][key] = [v * f for v, f in zip(scaled[field][key], factors, strict=True)]
-    scaled["voxels_after_crop_total"] *= math.prod(factors)
-    return scaled
+    ct = fingerprint("ct_thick")
+    median = ct["spacing_mm"]["median"]
+    return rescaled(ct, [m / s for m, s in zip(median, spacing, strict=True)])
 
 
 def test_cpu_2d_lcnn_climbs_only_widths_that_train_at_batch_8() -> None:
@@ -272,15 +265,23 @@ def test_2d_patch_covers_the_median_slice_in_one_window(atlas_plans: dict, confi
         assert all(p - n < 32 for p, n in zip(patch, slice_yx, strict=True))
 
 
-def at_2mm(fingerprint_1mm: dict, median_shape: list[float] | None = None) -> dict:
-    """The 1 mm ATLAS fingerprint as if resampled to 2 mm (optionally another median)."""
-    scaled = copy.deepcopy(fingerprint_1mm)
+def rescaled(fp: dict, factors: list[float]) -> dict:
+    """A fingerprint as if its images were resampled by ``factors`` voxels per voxel (z, y, x)."""
+    scaled = copy.deepcopy(fp)
     for key in scaled["spacing_mm"]:
-        scaled["spacing_mm"][key] = [2 * v for v in scaled["spacing_mm"][key]]
+        scaled["spacing_mm"][key] = [
+            v / f for v, f in zip(scaled["spacing_mm"][key], factors, strict=True)
+        ]
     for field in ("shape", "shape_after_crop"):
         for key in scaled[field]:
-            scaled[field][key] = [v / 2 for v in scaled[field][key]]
-    scaled["voxels_after_crop_total"] /= 8
+            scaled[field][key] = [v * f for v, f in zip(scaled[field][key], factors, strict=True)]
+    scaled["voxels_after_crop_total"] *= math.prod(factors)
+    return scaled
+
+
+def at_2mm(fingerprint_1mm: dict, median_shape: list[float] | None = None) -> dict:
+    """The 1 mm ATLAS fingerprint as if resampled to 2 mm (optionally another median)."""
+    scaled = rescaled(fingerprint_1mm, [0.5, 0.5, 0.5])
     if median_shape is not None:
         scaled["shape_after_crop"]["median"] = median_shape
     return scaled
