@@ -69,17 +69,21 @@ def lesion_rows(image: np.ndarray, reference: np.ndarray, foreground: np.ndarray
     rows = []
     for index in range(1, count + 1):
         inside = labels == index
-        near = ndimage.binary_dilation(inside, iterations=3)
-        shell = near & ~ndimage.binary_dilation(inside, iterations=1) & ~reference
-        spread = float(image[shell].std()) if shell.any() else 0.0
-        cnr = (
-            abs(float(image[inside].mean()) - float(image[shell].mean())) / spread
-            if spread
-            else 0.0
-        )
-        rows.append(Lesion(case_id, float(inside.sum()) * voxel_ml, cnr,
+        rows.append(Lesion(case_id, float(inside.sum()) * voxel_ml,
+                           shell_cnr(image, inside, reference),
                            float(foreground[inside].max())))  # fmt: skip
     return rows
+
+
+def shell_cnr(image: np.ndarray, inside: np.ndarray, reference: np.ndarray) -> float:
+    """|mean inside - mean of the shell 1-3 voxels out| / shell SD; the shell leaves out
+    every reference voxel, so a neighbouring lesion does not count as surrounding tissue."""
+    near = ndimage.binary_dilation(inside, iterations=3)
+    shell = near & ~ndimage.binary_dilation(inside, iterations=1) & ~reference
+    spread = float(image[shell].std()) if shell.any() else 0.0
+    if not spread:
+        return 0.0
+    return abs(float(image[inside].mean()) - float(image[shell].mean())) / spread
 
 
 def rule_scores(reference: np.ndarray, prediction: np.ndarray) -> tuple[float, list[bool], int]:
