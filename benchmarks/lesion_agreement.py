@@ -81,13 +81,16 @@ def case_lesions(args: argparse.Namespace, label_file: Path) -> list[ReferenceLe
     components, count = label_components(reference, CONNECTIVITY)
     image = None
     if args.images is not None:
-        image = read_volume(volume_file(args.images, f"{case_id}_0000"))[0].astype(np.float32)
+        image_file = volume_file(args.images, f"{case_id}_0000")
+        image = read_volume(image_file)[0].astype(np.float32)
+        if image.shape != reference.shape:
+            raise SystemExit(f"{image_file}: {image.shape}, its reference {reference.shape}")
     voxel_ml = float(np.prod(meta.spacing_mm)) / 1000.0
     sizes = np.bincount(components.ravel(), minlength=count + 1)
     lesions = []
     for index in range(1, count + 1):
         inside = components == index
-        centre = tuple(round(float(v)) for v in np.argwhere(inside).mean(axis=0))
+        centre = central_voxel(inside)
         cnr = None if image is None else shell_cnr(image, inside, reference)
         lesions.append(ReferenceLesion(case_id, index, sizes[index] * voxel_ml, centre, cnr))
     for name, folder in args.models:
@@ -99,6 +102,14 @@ def case_lesions(args: argparse.Namespace, label_file: Path) -> list[ReferenceLe
         for lesion in lesions:
             lesion.found[name] = lesion.index in touched
     return lesions
+
+
+def central_voxel(inside: np.ndarray) -> tuple[int, int, int]:
+    """The lesion voxel nearest its centre of mass: a curved lesion's centre of mass may lie
+    outside it, and the gallery's plane must cut the lesion."""
+    voxels = np.argwhere(inside)
+    nearest = np.argmin(((voxels - voxels.mean(axis=0)) ** 2).sum(axis=1))
+    return tuple(int(v) for v in voxels[nearest])
 
 
 def median_cnr(lesions: list[ReferenceLesion]) -> str:
@@ -189,6 +200,8 @@ def parse_models(values: list[str]) -> list[tuple[str, Path]]:
         name, sep, folder = value.partition("=")
         if not sep or not name or not Path(folder).is_dir():
             raise SystemExit(f"--models {value}: expected NAME=FOLDER with an existing folder")
+        if name in (known for known, _ in models):
+            raise SystemExit(f"--models {value}: the name {name} is given twice")
         models.append((name, Path(folder)))
     return models
 
