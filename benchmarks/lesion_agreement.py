@@ -34,18 +34,32 @@ import matplotlib
 import numpy as np
 from lesion_failures import SIZE_BINS_ML, shell_cnr
 
-from autoseg.data.io import VOLUME_ENDINGS, read_volume, strip_ending
+from autoseg.core.atomic import atomic_path
+from autoseg.core.errors import InvalidInputError
+from autoseg.data.io import read_volume
+from autoseg.evaluation.folders import CasePair, check_geometry, pair_cases, volume_files
 from autoseg.evaluation.lesions import label_components
 from autoseg.inference.postprocess import postprocess
 
 CONNECTIVITY = 26
 CROP_VOXELS = 16  # half the gallery crop's side
 GALLERY_COLUMNS = 4  # lesions per row of the gallery
+SMALL_ML = SIZE_BINS_ML[0][1]  # the gallery shows lesions under this volume
+
+
+@dataclass(frozen=True)
+class Crop:
+    """The axial plane (first axis fixed) through a lesion, cropped around it, with its
+    outline and the head's 1-99 percentile grey range to show it in."""
+
+    plane: np.ndarray
+    outline: np.ndarray
+    grey: tuple[float, float]
 
 
 @dataclass
 class ReferenceLesion:
-    """One reference lesion and which models touched it."""
+    """One reference lesion, which models touched it, and its crop if it is drawn."""
 
     case_id: str
     index: int
@@ -53,15 +67,41 @@ class ReferenceLesion:
     centre: tuple[int, int, int]
     cnr: float | None
     found: dict[str, bool] = field(default_factory=dict)
+    crop: Crop | None = None
+
+    @property
+    def missed_small(self) -> bool:
+        return self.volume_ml < SMALL_ML and not any(self.found.values())
 
 
-def volume_file(folder: Path, stem: str) -> Path:
-    """``folder/<stem><ending>`` for the first volume ending present; names the miss."""
-    for ending in VOLUME_ENDINGS:
-        path = folder / f"{stem}{ending}"
-        if path.is_file():
-            return path
-    raise SystemExit(f"{folder}: no {stem}.nii.gz (or other volume) for this case")
+@dataclass(frozen=True)
+class Inputs:
+    """Every file the run reads, paired by case id before any voxel is read."""
+
+    references: dict[str, Path]
+    images: dict[str, Path] | None
+    predictions: dict[str, dict[str, Path]]  # model name -> case id -> file
+
+
+def collect_inputs(args: argparse.Namespace) -> Inputs:
+    """Pair each model's folder and the images with the references (``autoseg_evaluate``'s
+    pairing and header geometry check: every missing file and mismatch in one error)."""
+    predictions = {}
+    for name, folder in args.models:
+        pairs = pair_cases(args.labels, folder)
+        check_geometry(pairs)
+        predictions[name] = {pair.case_id: pair.prediction_file for pair in pairs}
+    references = volume_files(args.labels)
+    images = None
+    if args.images is not None:
+        found = volume_files(args.images)
+        missing = [f"{args.images}: no {case}_0000 image" for case in references
+                   if f"{case}_0000" not in found]  # fmt: skip
+        if missing:
+            raise InvalidInputError(missing)
+        images = {case: found[f"{case}_0000"] for case in references}
+        check_geometry([CasePair(case, references[case], images[case]) for case in references])
+    return Inputs(references, images, predictions)
 
 
 def read_mask(path: Path, min_lesion_ml: float) -> np.ndarray:
@@ -73,43 +113,50 @@ def read_mask(path: Path, min_lesion_ml: float) -> np.ndarray:
     return labels > 0
 
 
-def case_lesions(args: argparse.Namespace, label_file: Path) -> list[ReferenceLesion]:
-    """Every reference lesion of one case, with the models that found it."""
-    case_id = strip_ending(label_file)
-    reference_labels, meta = read_volume(label_file)
-    reference = reference_labels > 0
-    components, count = label_components(reference, CONNECTIVITY)
-    image = None
-    if args.images is not None:
-        image_file = volume_file(args.images, f"{case_id}_0000")
-        image = read_volume(image_file)[0].astype(np.float32)
-        if image.shape != reference.shape:
-            raise SystemExit(f"{image_file}: {image.shape}, its reference {reference.shape}")
-    voxel_ml = float(np.prod(meta.spacing_mm)) / 1000.0
-    sizes = np.bincount(components.ravel(), minlength=count + 1)
-    lesions = []
-    for index in range(1, count + 1):
-        inside = components == index
-        centre = central_voxel(inside)
-        cnr = None if image is None else shell_cnr(image, inside, reference)
-        lesions.append(ReferenceLesion(case_id, index, sizes[index] * voxel_ml, centre, cnr))
-    for name, folder in args.models:
-        prediction = read_mask(volume_file(folder, case_id), args.min_lesion_ml)
-        if prediction.shape != reference.shape:
-            raise SystemExit(f"{folder}: {case_id} is {prediction.shape}, its reference "
-                             f"{reference.shape}")  # fmt: skip
-        touched = set(np.unique(components[prediction]).tolist())
-        for lesion in lesions:
-            lesion.found[name] = lesion.index in touched
-    return lesions
-
-
 def central_voxel(inside: np.ndarray) -> tuple[int, int, int]:
     """The lesion voxel nearest its centre of mass: a curved lesion's centre of mass may lie
     outside it, and the gallery's plane must cut the lesion."""
     voxels = np.argwhere(inside)
     nearest = np.argmin(((voxels - voxels.mean(axis=0)) ** 2).sum(axis=1))
     return tuple(int(v) for v in voxels[nearest])
+
+
+def lesion_crop(image: np.ndarray, components: np.ndarray, lesion: ReferenceLesion) -> Crop:
+    z, y, x = lesion.centre
+    crop = tuple(slice(max(0, c - CROP_VOXELS), c + CROP_VOXELS) for c in (y, x))
+    grey = np.percentile(image[image != 0], [1, 99]) if image.any() else (0.0, 1.0)
+    return Crop(image[z][crop], components[z][crop] == lesion.index,
+                (float(grey[0]), float(grey[1])))  # fmt: skip
+
+
+def case_lesions(
+    case_id: str, inputs: Inputs, min_lesion_ml: float, gallery: bool
+) -> list[ReferenceLesion]:
+    """Every reference lesion of one case, with the models that found it; with ``gallery``,
+    the crop of each small lesion no model found, cut while the case is in memory."""
+    reference_labels, meta = read_volume(inputs.references[case_id])
+    reference = reference_labels > 0
+    components, count = label_components(reference, CONNECTIVITY)
+    image = None
+    if inputs.images is not None:
+        image = read_volume(inputs.images[case_id])[0].astype(np.float32)
+    voxel_ml = float(np.prod(meta.spacing_mm)) / 1000.0
+    sizes = np.bincount(components.ravel(), minlength=count + 1)
+    lesions = []
+    for index in range(1, count + 1):
+        inside = components == index
+        cnr = None if image is None else shell_cnr(image, inside, reference)
+        lesions.append(ReferenceLesion(case_id, index, sizes[index] * voxel_ml,
+                                       central_voxel(inside), cnr))  # fmt: skip
+    for name, files in inputs.predictions.items():
+        touched = set(np.unique(components[read_mask(files[case_id], min_lesion_ml)]).tolist())
+        for lesion in lesions:
+            lesion.found[name] = lesion.index in touched
+    if gallery and image is not None:
+        for lesion in lesions:
+            if lesion.missed_small:
+                lesion.crop = lesion_crop(image, components, lesion)
+    return lesions
 
 
 def median_cnr(lesions: list[ReferenceLesion]) -> str:
@@ -137,8 +184,7 @@ def print_table(lesions: list[ReferenceLesion], names: list[str]) -> None:
 
 
 def write_tsv(path: Path, lesions: list[ReferenceLesion], names: list[str]) -> None:
-    partial = path.with_name(f".{path.name}.partial")
-    with open(partial, "w", newline="") as handle:
+    with atomic_path(path) as temp, open(temp, "w", newline="") as handle:
         writer = csv.writer(handle, delimiter="\t")
         writer.writerow(["case_id", "lesion", "volume_ml", "cnr", "centre_zyx", *names, "found_by"])
         for x in lesions:
@@ -146,25 +192,10 @@ def write_tsv(path: Path, lesions: list[ReferenceLesion], names: list[str]) -> N
             flags = [int(x.found[n]) for n in names]
             writer.writerow([x.case_id, x.index, f"{x.volume_ml:.4f}", cnr,
                              " ".join(map(str, x.centre)), *flags, sum(flags)])  # fmt: skip
-    partial.replace(path)
 
 
-def lesion_crop(
-    lesion: ReferenceLesion, images: Path, labels: Path
-) -> tuple[np.ndarray, np.ndarray, tuple[float, float]]:
-    """The axial plane (first axis fixed) through a lesion's centre, cropped around it,
-    its outline mask, and the head's 1-99 percentile grey range to show it in."""
-    image = read_volume(volume_file(images, f"{lesion.case_id}_0000"))[0].astype(np.float32)
-    reference = read_volume(volume_file(labels, lesion.case_id))[0] > 0
-    components, _ = label_components(reference, CONNECTIVITY)
-    z, y, x = lesion.centre
-    crop = tuple(slice(max(0, c - CROP_VOXELS), c + CROP_VOXELS) for c in (y, x))
-    grey = np.percentile(image[image != 0], [1, 99]) if image.any() else (0.0, 1.0)
-    return image[z][crop], components[z][crop] == lesion.index, (float(grey[0]), float(grey[1]))
-
-
-def draw_gallery(path: Path, lesions: list[ReferenceLesion], images: Path, labels: Path) -> None:
-    """Each lesion as a pair of crops, plain and outlined, four pairs to a row."""
+def draw_gallery(path: Path, lesions: list[ReferenceLesion]) -> None:
+    """Each lesion's crop as a pair, plain and outlined, four pairs to a row."""
     if not lesions:
         print(f"{path}: no lesion to draw")
         return
@@ -179,18 +210,17 @@ def draw_gallery(path: Path, lesions: list[ReferenceLesion], images: Path, label
         ax.axis("off")
     for number, lesion in enumerate(lesions):
         plain, outlined = axes[number // columns, 2 * (number % columns) :][:2]
-        plane, outline, (low, high) = lesion_crop(lesion, images, labels)
         for ax in (plain, outlined):
-            ax.imshow(plane, cmap="gray", vmin=low, vmax=high)
-        outlined.contour(outline, [0.5], colors="lime", linewidths=1)
+            ax.imshow(lesion.crop.plane, cmap="gray", vmin=lesion.crop.grey[0],
+                      vmax=lesion.crop.grey[1])  # fmt: skip
+        outlined.contour(lesion.crop.outline, [0.5], colors="lime", linewidths=1)
         cnr = "" if lesion.cnr is None else f", CNR {lesion.cnr:.2f}"
         plain.set_title(f"{lesion.case_id} #{lesion.index}: {lesion.volume_ml:.2f} ml{cnr}",
                         fontsize=8, loc="left")  # fmt: skip
     fig.tight_layout()
-    partial = path.with_name(f".{path.name}.partial.png")
-    fig.savefig(partial, dpi=80)
+    with atomic_path(path) as temp:
+        fig.savefig(temp, dpi=80, format="png")
     plt.close(fig)
-    partial.replace(path)
     print(f"gallery of {len(lesions)} lesions -> {path}")
 
 
@@ -198,8 +228,8 @@ def parse_models(values: list[str]) -> list[tuple[str, Path]]:
     models = []
     for value in values:
         name, sep, folder = value.partition("=")
-        if not sep or not name or not Path(folder).is_dir():
-            raise SystemExit(f"--models {value}: expected NAME=FOLDER with an existing folder")
+        if not sep or not name:
+            raise SystemExit(f"--models {value}: expected NAME=FOLDER")
         if name in (known for known, _ in models):
             raise SystemExit(f"--models {value}: the name {name} is given twice")
         models.append((name, Path(folder)))
@@ -218,19 +248,20 @@ def main() -> None:
     args.models = parse_models(args.models)
     if args.gallery is not None and args.images is None:
         raise SystemExit("--gallery needs --images")
-    label_files = sorted(p for p in args.labels.iterdir() if p.name.endswith(VOLUME_ENDINGS))
-    if not label_files:
-        raise SystemExit(f"{args.labels}: no reference masks")
-    lesions = [x for label_file in label_files for x in case_lesions(args, label_file)]
+    try:
+        inputs = collect_inputs(args)
+    except InvalidInputError as error:
+        raise SystemExit("\n".join(error.problems)) from None
+    gallery = args.gallery is not None
+    lesions = [x for case_id in sorted(inputs.references)
+               for x in case_lesions(case_id, inputs, args.min_lesion_ml, gallery)]  # fmt: skip
     names = [name for name, _ in args.models]
-    print(f"{len(lesions)} reference lesions in {len(label_files)} cases")
+    print(f"{len(lesions)} reference lesions in {len(inputs.references)} cases")
     print_table(lesions, names)
     if args.out is not None:
         write_tsv(args.out, lesions, names)
-    if args.gallery is not None:
-        small = SIZE_BINS_ML[0][1]
-        missed = [x for x in lesions if x.volume_ml < small and not any(x.found.values())]
-        draw_gallery(args.gallery, missed, args.images, args.labels)
+    if gallery:
+        draw_gallery(args.gallery, [x for x in lesions if x.missed_small])
 
 
 if __name__ == "__main__":
