@@ -86,10 +86,14 @@ def write_tiny_dataset(
 
 
 @pytest.fixture(autouse=True)
-def planning_without_amx() -> Iterator[None]:
-    """Plan as on a CPU without AMX, so CPU plans in tests do not depend on the host
-    (tests of the bf16 rule patch the detection back on)."""
-    with mock.patch("autoseg.planning.device.cpu_has_amx", return_value=False):
+def planning_without_bf16() -> Iterator[None]:
+    """Plan as on a CPU where bf16 is not faster, so CPU plans in tests do not depend on
+    the host (tests of the bf16 rule patch it back on), and never time bf16 in a child:
+    without AMX, training and prediction in tests run in float32."""
+    with (
+        mock.patch("autoseg.planning.device.cpu_bf16_faster", return_value=False),
+        mock.patch("autoseg.networks.bf16_speed.measured_speed", return_value=None),
+    ):
         yield
 
 

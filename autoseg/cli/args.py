@@ -68,7 +68,7 @@ def add_lever_flags(parser: argparse.ArgumentParser) -> None:
     precision.add_argument("--precision", choices=("auto", "bf16", "fp16", "fp32"),
                            default="auto",
                            help="autocast: auto (CUDA: bf16 where supported, else fp16; CPU: bf16 "
-                           "where the CPU has AMX and a test step survives, else none)",
+                           "where it is faster here and a test step survives, else none)",
                            )  # fmt: skip
     precision.add_argument("--bf16", dest="precision", action="store_const", const="bf16",
                            help="bf16 autocast (no loss scaling; CUDA or CPU)")  # fmt: skip

@@ -68,8 +68,8 @@ def _plan(args: argparse.Namespace) -> int:
     plans = result.plans
     print(f"plans {plans.plans_id} ({plans.gpu_memory_source} budget) -> {result.plans_path}")
     if (plans.cpu_budget or {}).get("bf16"):
-        print("   CPU with AMX: planned for bf16 training (3d_hybrid one width level wider); "
-              "train on a CPU like this one")  # fmt: skip
+        print("   bf16 faster than float32 on this CPU: planned for bf16 training "
+              "(3d_hybrid one width level wider); train on a CPU like this one")  # fmt: skip
     for name, config in sorted(plans.configurations.items()):
         marker = "*" if name == plans.recommended_configuration else " "
         spacing = "x".join(f"{s:g}" for s in config.spacing_mm)

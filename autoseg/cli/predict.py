@@ -44,7 +44,7 @@ def predict_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--amp",
         action="store_true",
-        help="autocast: float16 on CUDA, bf16 on a CPU with AMX (about half the time there)",
+        help="autocast: float16 on CUDA, bf16 on a CPU where it is faster (AMX: half the time)",
     )
     parser.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cuda, cpu")
     parser.add_argument("--save-probabilities", action="store_true", help="also write .npz")

@@ -14,12 +14,13 @@ from collections.abc import Callable, Iterator, Sequence
 import numpy as np
 import torch
 
-from autoseg.core.cpu import cpu_has_amx, cpu_threads, flushed_denormals
+from autoseg.core.cpu import cpu_threads, flushed_denormals
 from autoseg.core.resources import BusyElsewhere
 from autoseg.inference.settings import InferenceSettings
 from autoseg.inference.sliding_window import NetworkFn, sliding_window_inference
 from autoseg.inference.tta import Axes, mirror_combinations, mirrored
 from autoseg.networks.base import channels_last, to_channels_last
+from autoseg.networks.bf16_speed import cpu_bf16_faster
 from autoseg.preprocessing.case import background_outside_body
 from autoseg.preprocessing.properties import PreprocessedCase
 
@@ -38,12 +39,13 @@ def mirror_set(settings: InferenceSettings) -> list[Axes]:
 def autocast_dtype(device: torch.device) -> torch.dtype | None:
     """float16 on CUDA (tensor cores, half the memory); bf16 on a CPU with AMX, where the
     20 held-out ATLAS-like heads of a 3d_hybrid took 6.2 s a case instead of 11.7 and their
-    labels matched float32's to a Dice of 0.993-1.0 (median 1.0); None elsewhere (bf16
-    without AMX is slower than float32). Only the forward runs, which the oneDNN bug of
+    labels matched float32's to a Dice of 0.993-1.0 (median 1.0); likewise on a CPU where
+    a bf16 forward pass is timed faster (:mod:`~autoseg.networks.bf16_speed`); None
+    elsewhere. Only the forward runs, which the oneDNN bug of
     :mod:`~autoseg.training.bf16_check` (a weight gradient) does not touch."""
     if device.type == "cuda":
         return torch.float16
-    if device.type == "cpu" and cpu_has_amx():
+    if device.type == "cpu" and cpu_bf16_faster("inference"):
         return torch.bfloat16
     return None
 

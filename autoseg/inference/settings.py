@@ -30,7 +30,7 @@ class InferenceSettings:
             tuple of axes; ``()`` is the unmirrored input); None for all of them.
         batch_size: windows per forward pass; None sizes it automatically.
         device: torch device string (``cpu``, ``cuda``, ``cuda:1``, ``mps``).
-        amp: autocast: float16 on CUDA, bf16 on a CPU with AMX (labels change by rounding
+        amp: autocast: float16 on CUDA, bf16 on a CPU where it is faster (labels change by rounding
             only; :func:`~autoseg.inference.case_prediction.autocast_dtype`).
         slice_padding: ``zero`` (as the training loader pads) or ``replicate``.
         save_probabilities: also write ``<case>.npz`` probabilities and ``<case>.json``.

@@ -13,9 +13,9 @@ from typing import Any
 
 import torch
 
-from autoseg.core.cpu import cpu_has_amx
 from autoseg.core.device import DEVICES, detected_device
 from autoseg.core.errors import InvalidInputError
+from autoseg.networks.bf16_speed import cpu_bf16_faster
 
 # Memory assumed when nothing is detected or given: the card nnU-Net's defaults target.
 DEFAULT_GPU_MEMORY_GB = 8.0
@@ -46,7 +46,7 @@ class Budget:
         source: ``detected``, ``flag`` or ``default`` (how ``gpu_memory_gb`` was found).
         amp: plan for mixed precision (:func:`plans_amp`).
         gflops_per_iteration: compute cap of one iteration (CPU plans), else None.
-        cpu_bf16: CPU steps will run in bf16 (this CPU has AMX), where network width
+        cpu_bf16: CPU steps will run in bf16 (measured faster here), where network width
             costs far less time than its FLOPs suggest (see ``ConfigurationKind``).
     """
 
@@ -68,7 +68,7 @@ class Budget:
             "is planned at a coarser spacing"
         )
         if self.cpu_bf16:
-            rule += "; bf16 steps (AMX): 3d_hybrid one width level wider on the same patch"
+            rule += "; bf16 steps (faster here): 3d_hybrid one width level wider on the same patch"
         return {
             "gflops_per_iteration": self.gflops_per_iteration,
             "assumed_gflops_per_second": CPU_ASSUMED_GFLOPS_PER_SECOND,
@@ -90,8 +90,8 @@ def detected_memory_gb(device: str) -> float | None:
 
 
 def plans_amp(device: str) -> bool:
-    """Mixed precision on CUDA (fp16/bf16) and on a CPU (bf16 where it has AMX and a test
-    step survives, decided where it trains:
+    """Mixed precision on CUDA (fp16/bf16) and on a CPU (bf16 where it is faster than
+    float32 and a test step survives, decided where it trains:
     :func:`~autoseg.pipeline.fold_trainer.settle_cpu_precision`); not on MPS."""
     return device in ("cuda", "cpu")
 
@@ -99,12 +99,12 @@ def plans_amp(device: str) -> bool:
 def budget_for_cpu(gpu_memory_gb: float, source: str) -> Budget:
     """The CPU rule: a compute cap per iteration, noting whether steps will run in bf16.
 
-    Whether training really runs in bf16 is settled where it trains (a CPU without AMX, or
-    one where a bf16 test step fails, trains in float32); a plan widened for bf16 and
+    Whether training really runs in bf16 is settled where it trains (a CPU where bf16 is
+    not faster, or one where a bf16 test step fails, trains in float32); a plan widened for bf16 and
     trained in float32 pays its 2.25x FLOPs in full.
     """
     amp = plans_amp("cpu")
-    bf16 = amp and cpu_has_amx()
+    bf16 = amp and cpu_bf16_faster("training")
     return Budget("cpu", gpu_memory_gb, source, amp, CPU_GFLOPS_PER_ITERATION, bf16)
 
 

@@ -4,11 +4,11 @@ the step computes (beyond float rounding).
 :class:`SpeedLevers` is the one record the trainer, ``autoseg_train`` and
 ``autoseg_benchmark`` share; its defaults are the trainer's behaviour before the levers
 existed (channels-last 3D, AMP in bf16 where the GPU has it, else fp16 with a
-GradScaler, nothing else), with one addition: on a CPU with AMX tiles the step autocasts
-to bf16 too (where a test step in a child process survives; see
-:mod:`~autoseg.training.bf16_check`). Most levers exist only on CUDA: on
-another device they are reported as ``n/a on <device>`` (:func:`lever_status`), never
-silently taken as on.
+GradScaler, nothing else), with one addition: on a CPU where bf16 is faster (AMX, or
+timed so: :mod:`~autoseg.networks.bf16_speed`) the step autocasts to bf16 too (where a
+test step in a child process survives; see :mod:`~autoseg.training.bf16_check`). Most
+levers exist only on CUDA: on another device they are reported as ``n/a on <device>``
+(:func:`lever_status`), never silently taken as on.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from typing import Any, TypeVar
 import torch
 from torch import nn
 
-from autoseg.core.cpu import cpu_has_amx
 from autoseg.core.errors import InvalidInputError
+from autoseg.networks.bf16_speed import cpu_bf16_faster
 
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 CUDA_ONLY = ("cudnn_benchmark", "fused_optimizer", "pin_memory")
@@ -39,8 +39,8 @@ class SpeedLevers:
             keep the fastest (fixed patch sizes make that pay off).
         channels_last: 3D batches and weights channels-last (oneDNN and cuDNN 3D
             convolutions are faster so; see :func:`~autoseg.networks.base.channels_last`).
-        precision: ``auto`` (CUDA: bf16 where supported, else fp16; CPU: bf16 where the
-            CPU has AMX, else full precision), ``bf16`` (no loss scaling),
+        precision: ``auto`` (CUDA: bf16 where supported, else fp16; CPU: bf16 where it is
+            faster than float32 there, else full precision), ``bf16`` (no loss scaling),
             ``fp16`` (with a GradScaler; CUDA only) or ``fp32`` (no autocast).
         fused_optimizer: AdamW/SGD with ``fused=True`` (one kernel for every parameter);
             otherwise torch's default (``foreach`` on CUDA).
@@ -119,17 +119,19 @@ def autocast_dtype(levers: SpeedLevers, device: torch.device, amp: bool) -> torc
 
 
 def cpu_autocast_dtype(precision: str) -> torch.dtype | None:
-    """bf16 on a CPU with AMX tiles (``auto``) or when asked (``bf16``).
+    """bf16 on a CPU where it is faster (``auto``) or when asked (``bf16``).
 
     With AMX a 3d_hybrid or 2.5d_unet training step took 0.62-0.65x its float32 time on
     this project's 2-core Xeon (``benchmarks/train_speed.py --precisions fp32 bf16``). The
     same CPU limited to AVX512-BF16 (``ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16``, one thread)
-    took 1.13x (3d_hybrid, 0.51 s against 0.45 s) and 1.11x (2.5d_unet) its float32 time,
-    so ``auto`` stays in full precision without AMX. fp16 autocast is not offered on the
-    CPU. Whether a given network's bf16 step survives is checked before training
+    took 1.13x (3d_hybrid, 0.51 s against 0.45 s) and 1.11x (2.5d_unet) its float32 time;
+    an AMD EPYC without AMX but with native AVX512-BF16 took 0.68x (3d_hybrid) and 0.61x
+    (2.5d_unet). So ``auto`` asks :func:`~autoseg.networks.bf16_speed.cpu_bf16_faster`,
+    which times it where no CPU flag decides. fp16 autocast is not offered on the CPU.
+    Whether a given network's bf16 step survives is checked before training
     (:mod:`~autoseg.training.bf16_check`).
     """
-    if precision == "bf16" or (precision == "auto" and cpu_has_amx()):
+    if precision == "bf16" or (precision == "auto" and cpu_bf16_faster("training")):
         return torch.bfloat16
     return None
 

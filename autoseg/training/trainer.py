@@ -96,7 +96,7 @@ def amp_dtype(
     device: torch.device, enabled: bool, levers: SpeedLevers = DEFAULT_LEVERS
 ) -> torch.dtype | None:
     """bf16 on CUDA when supported (no loss scaling needed), else fp16; on a CPU bf16 where
-    it has AMX; the ``precision`` lever can force a type, or full precision."""
+    it is faster than float32; the ``precision`` lever can force a type, or full precision."""
     return autocast_dtype(levers, device, enabled)
 
 

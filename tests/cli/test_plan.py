@@ -46,7 +46,7 @@ def test_plan_says_when_it_planned_for_bf16(tmp_path: Path, capsys) -> None:
     args = ["-d", "Tiny", "--plan-only", "--device", "cpu", *_home(tmp_path)]
     assert plan_main(args) == EXIT_OK
     assert "bf16" not in capsys.readouterr().out
-    with mock.patch("autoseg.planning.device.cpu_has_amx", return_value=True):
+    with mock.patch("autoseg.planning.device.cpu_bf16_faster", return_value=True):
         assert plan_main(args) == EXIT_OK
     assert "planned for bf16 training" in capsys.readouterr().out
     plans = json.loads((tmp_path / "preprocessed" / "Tiny" / "plans.json").read_text())

@@ -125,10 +125,10 @@ def test_settings_read_a_plans_configuration_with_flag_overrides() -> None:
 
 
 @pytest.mark.parametrize("amx", [True, False])
-def test_amp_on_a_cpu_predicts_in_bf16_only_with_amx(
+def test_amp_on_a_cpu_predicts_in_bf16_only_where_it_is_faster(
     monkeypatch: pytest.MonkeyPatch, amx: bool
 ) -> None:
-    monkeypatch.setattr(case_prediction, "cpu_has_amx", lambda: amx)
+    monkeypatch.setattr(case_prediction, "cpu_bf16_faster", lambda purpose: amx)
     net, image = random_conv(1, 2, seed=4), torch.randn(1, 6, 8, 6)
     seen: list[torch.dtype] = []
     net.register_forward_hook(lambda _module, _inputs, output: seen.append(output.dtype))

@@ -48,7 +48,7 @@ def test_sweep_measures_every_lever_on_the_cpu(
     monkeypatch: pytest.MonkeyPatch, single_thread: None,  # noqa: F811
 ) -> None:  # fmt: skip
     monkeypatch.setattr(speed.torch, "compile", _failing_compile)  # compiling takes minutes
-    monkeypatch.setattr(speed, "cpu_has_amx", lambda: False)  # baseline in float32
+    monkeypatch.setattr(speed, "cpu_bf16_faster", lambda purpose: False)  # baseline in float32
     out = tmp_path / "bench.json"
     argv = ["-d", "Tiny", "-c", "3d_hybrid", "--device", "cpu", "--iterations", str(ITERATIONS),
             "--warmup", "1", "-nw", "0", "--prediction-cases", "1", "--sweep", "--no-progress",

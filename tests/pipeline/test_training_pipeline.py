@@ -146,7 +146,7 @@ def test_a_cache_made_with_other_preprocessing_is_refused(workspace: Workspace) 
 def _trainer_on_a_bf16_cpu(
     workspace: Workspace, monkeypatch: pytest.MonkeyPatch, survives: bool, precision: str
 ) -> Trainer:
-    monkeypatch.setattr(speed, "cpu_has_amx", lambda: True)
+    monkeypatch.setattr(speed, "cpu_bf16_faster", lambda purpose: True)
     monkeypatch.setattr(fold_trainer, "bf16_step_survives", lambda *args: survives)
     options = replace(OPTIONS, levers=SpeedLevers(precision=precision))
     data = load_fold(workspace, "TINY", "2.5d_unet", 0)

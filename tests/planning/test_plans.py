@@ -174,10 +174,11 @@ def test_a_first_rung_that_cannot_take_the_smallest_batch_gets_the_largest_it_ta
 
 
 def test_bf16_cpu_plans_widen_3d_hybrid_on_the_same_patch() -> None:
-    """With AMX the CPU 3d_hybrid is one width level wider on the float32 plan's patch and
-    batch; the 2D configurations, whose bf16 width was never measured, are unchanged."""
+    """Where bf16 is faster the CPU 3d_hybrid is one width level wider on the float32
+    plan's patch and batch; the 2D configurations, whose bf16 width was never measured,
+    are unchanged."""
     slim = plan_from_fingerprint(at_2mm(fingerprint("atlas_1mm")), resolve_budget("cpu"))
-    with mock.patch("autoseg.planning.device.cpu_has_amx", return_value=True):
+    with mock.patch("autoseg.planning.device.cpu_bf16_faster", return_value=True):
         wide = plan_from_fingerprint(at_2mm(fingerprint("atlas_1mm")), resolve_budget("cpu"))
     assert wide.payload["cpu_budget"]["bf16"] and not slim.payload["cpu_budget"]["bf16"]
     hybrid, slim_hybrid = wide.configuration("3d_hybrid"), slim.configuration("3d_hybrid")

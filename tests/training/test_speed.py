@@ -37,7 +37,7 @@ def test_unknown_precision_is_refused() -> None:
 
 
 def test_cuda_levers_are_reported_not_applicable_on_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(speed, "cpu_has_amx", lambda: False)
+    monkeypatch.setattr(speed, "cpu_bf16_faster", lambda purpose: False)
     status = lever_status(SpeedLevers(cudnn_benchmark=True, fused_optimizer=True), CPU)
     assert status == {"cudnn_benchmark": "n/a on cpu", "channels_last": "on",
                       "precision": "fp32", "fused_optimizer": "n/a on cpu",
@@ -70,20 +70,9 @@ def test_autocast_dtype_on_cuda(
 def test_autocast_dtype_on_cpu_is_bf16_where_the_cpu_computes_it(
     monkeypatch: pytest.MonkeyPatch, precision: str, native: bool, expected: object
 ) -> None:
-    monkeypatch.setattr(speed, "cpu_has_amx", lambda: native)
+    monkeypatch.setattr(speed, "cpu_bf16_faster", lambda purpose: native)
     assert autocast_dtype(SpeedLevers(precision=precision), CPU, True) is expected
     assert autocast_dtype(SpeedLevers(precision=precision), CPU, False) is None
-
-
-def test_auto_takes_bf16_only_from_amx(monkeypatch: pytest.MonkeyPatch) -> None:
-    """AVX512-BF16 without AMX measured slower than float32, so it does not count."""
-    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
-    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True, raising=False)
-    assert not speed.cpu_has_amx()
-    assert autocast_dtype(SpeedLevers(), CPU, True) is None
-    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)
-    assert speed.cpu_has_amx()
-    assert autocast_dtype(SpeedLevers(), CPU, True) is torch.bfloat16
 
 
 def test_a_cpu_step_under_bf16_autocast_rounds_but_keeps_float32_weights() -> None:
@@ -101,7 +90,7 @@ def test_a_cpu_step_under_bf16_autocast_rounds_but_keeps_float32_weights() -> No
 
 def test_sweep_toggles_each_lever_once_from_the_baseline(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
-    monkeypatch.setattr(speed, "cpu_has_amx", lambda: True)
+    monkeypatch.setattr(speed, "cpu_bf16_faster", lambda purpose: True)
     runs = dict(sweep(SpeedLevers(), CUDA))
     assert list(runs) == ["baseline", "cudnn_benchmark=on", "channels_last=off",
                           "precision=fp16", "fused_optimizer=on", "pin_memory=on",
