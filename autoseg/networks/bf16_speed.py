@@ -5,9 +5,9 @@ float32 time (a 2-core Xeon); the same Xeon limited to AVX512-BF16 took 1.11-1.1
 AMD EPYC with native AVX512-BF16 and no AMX took 0.68x (3d_hybrid), 0.61x (2.5d_unet) and
 0.75x (2d_lcnn) (``benchmarks/train_speed.py --precisions fp32 bf16``). So AMX counts as
 faster, a CPU without bf16 instructions as slower, and anything between is timed: a few
-steps of a small 3D conv stack in each precision, in a child process, because a bf16
-kernel that crashes (see :mod:`~autoseg.training.bf16_check`) must not take the caller
-down.
+steps of the float32 CPU plan's 3d_hybrid in each precision, in a child process, because
+a bf16 kernel that crashes (see :mod:`~autoseg.training.bf16_check`) must not take the
+caller down.
 
     python -m autoseg.networks.bf16_speed       # what the child runs: prints the seconds
 """
@@ -22,6 +22,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import nn
@@ -31,7 +32,7 @@ from autoseg.networks.registry import build_network
 
 FASTER_BELOW = 0.9  # bf16 must take under this share of float32's time to be chosen
 PROBE_SHAPE = (2, 1, 40, 56, 40)  # batch and patch of the float32 CPU plan of ATLAS at 2 mm
-PROBE_NETWORK = {"in_channels": 1, "num_classes": 2, "stage_features": [8, 16, 32, 64]}
+PROBE_NETWORK = {"in_channels": 1, "num_classes": 2, "stage_features": [8, 16, 32, 64], "groups": 1}
 PROBE_WARMUP, PROBE_STEPS = 2, 3
 PROBE_TIMEOUT_S = 120.0
 
@@ -44,7 +45,7 @@ class Bf16Speed:
     inference: float
 
 
-def cpu_bf16_faster(purpose: str = "training") -> bool:
+def cpu_bf16_faster(purpose: Literal["training", "inference"] = "training") -> bool:
     """True when bf16 autocast is worth it on this CPU for ``training`` or ``inference``."""
     if cpu_has_amx():
         return True
