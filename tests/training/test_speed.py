@@ -75,6 +75,19 @@ def test_autocast_dtype_on_cpu_is_bf16_where_the_cpu_computes_it(
     assert autocast_dtype(SpeedLevers(precision=precision), CPU, False) is None
 
 
+def test_auto_takes_bf16_from_amx_and_never_from_a_cpu_without_bf16_instructions(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The CPU flags decide through the real rule, with nothing timed (the conftest's
+    stubbed timing would say float32 if it were asked)."""
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)
+    assert autocast_dtype(SpeedLevers(), CPU, True) is torch.bfloat16
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False, raising=False)
+    assert autocast_dtype(SpeedLevers(), CPU, True) is None
+    assert autocast_dtype(SpeedLevers(precision="bf16"), CPU, True) is torch.bfloat16
+
+
 def test_a_cpu_step_under_bf16_autocast_rounds_but_keeps_float32_weights() -> None:
     batch = synthetic_batch("3d_hybrid", 0)
     steps = {}
